@@ -1,0 +1,45 @@
+/* dist.h - float32 distance kernels with runtime SIMD dispatch.
+ *
+ * Kernels return the raw quantity; the metric's distance is built on top:
+ *   Euclidean: l2sq (sqrt only when reported), Cosine: 1 - ip over
+ *   normalized vectors (normalized once at insert), Dot: -ip, Manhattan: l1.
+ * Inputs need not be aligned. n >= 1. */
+#ifndef DV_DIST_H
+#define DV_DIST_H
+#include <stddef.h>
+#include "dvecdb.h"
+
+typedef float (*dist_fn)(const float *a, const float *b, size_t n);
+
+typedef struct dist_kernels {
+    const char *name; /* "scalar", "avx2", "avx512", "neon" */
+    dist_fn l2sq;
+    dist_fn ip;
+    dist_fn l1;
+} dist_kernels;
+
+/* The best variant for this CPU, chosen once (thread-safe). */
+const dist_kernels *dist_best(void);
+/* A named variant, or NULL if not compiled in or the CPU lacks it (tests). */
+const dist_kernels *dist_variant(const char *name);
+
+/* Kernel whose value orders neighbours for metric m (smaller = nearer):
+ * EUCLIDEAN -> l2sq, COSINE/DOT -> "negative ip" wrapper, MANHATTAN -> l1.
+ * Search code works in this "internal distance". */
+dist_fn dist_for_metric(dv_metric m);
+/* internal distance -> reported distance (sqrt for L2, 1+x for cosine, x for dot, x for L1). */
+float dist_report(dv_metric m, float internal);
+
+/* Scale v to unit L2 norm in place; a zero vector is left as is (returns 0). */
+int dist_normalize(float *v, size_t n);
+/* 1 if every value is finite. */
+int dist_all_finite(const float *v, size_t n);
+
+/* Exact k-NN over rows: vecs is n_rows x dim, row i has label ids[i] (or i if ids
+ * NULL); accept(ctx, label) filters (NULL = all). Writes up to k results
+ * nearest first; returns the count. */
+typedef int (*dist_accept_fn)(void *ctx, uint32_t label);
+size_t flat_search(const float *vecs, const uint32_t *ids, size_t n_rows, size_t dim,
+                   dist_fn fn, const float *q, size_t k, dist_accept_fn accept, void *ctx,
+                   uint32_t *out_ids, float *out_dists);
+#endif

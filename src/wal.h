@@ -1,0 +1,53 @@
+/* wal.h - append-only write-ahead log, one per collection (a directory of segments).
+ *
+ * Record = header (length, checksum, seq, type) + payload; format in wal.c and
+ * docs/format.md. Sequence numbers are assigned by wal_append, strictly
+ * increasing across segments and reopenings.
+ *
+ * Group commit: concurrent wal_append callers share one fsync; each returns
+ * only when its own record is durable (policy ALWAYS). A failed write or
+ * fsync poisons the wal: every later append returns DV_EFATAL.
+ */
+#ifndef DV_WAL_H
+#define DV_WAL_H
+#include <stddef.h>
+#include <stdint.h>
+#include "dvecdb.h"
+
+typedef struct wal wal;
+
+typedef struct wal_stats {
+    uint64_t bytes;          /* total size of live segments */
+    uint64_t fsyncs;
+    double fsync_seconds;
+    uint64_t fsync_hist[12]; /* same buckets as dv_db_stats.wal_fsync_hist */
+} wal_stats;
+
+/* Callback for replay: return DV_OK to continue, else stop with that code. */
+typedef dv_code (*wal_apply_fn)(void *ctx, uint64_t seq, uint8_t type, const uint8_t *payload, size_t len, dv_err *err);
+
+/* Open dir (create if absent), replaying every valid record with seq > after_seq
+ * through apply, in order. A torn or checksum-failing record at the tail
+ * of the last segment is truncated away (reported through *torn_off, -1 if none).
+ * A bad record followed by valid ones is corruption: DV_ECORRUPT naming file
+ * and offset. read_only: replay only, never truncate or write. */
+dv_code wal_open(const char *dir, dv_fsync_policy policy, uint32_t interval_ms, uint64_t after_seq,
+                 int read_only, wal_apply_fn apply, void *ctx, int64_t *torn_off, wal **out, dv_err *err);
+/* Append one record; *seq_out gets its sequence number. Durable on return per policy. */
+dv_code wal_append(wal *w, uint8_t type, const void *payload, size_t len, uint64_t *seq_out, dv_err *err);
+/* Last assigned sequence number (0 if none ever). */
+uint64_t wal_last_seq(const wal *w);
+/* Start a new segment; later records go there. Used before a checkpoint so
+ * that segments wholly <= a checkpointed seq can be removed. */
+dv_code wal_rotate(wal *w, dv_err *err);
+/* Remove segments whose every record has seq <= upto (after a durable checkpoint). */
+dv_code wal_truncate_upto(wal *w, uint64_t upto, dv_err *err);
+/* fsync now (INTERVAL policy background thread, clean close). */
+dv_code wal_sync(wal *w, dv_err *err);
+void wal_stats_get(const wal *w, wal_stats *out);
+int wal_poisoned(const wal *w);
+/* Sync and close. */
+dv_code wal_close(wal *w, dv_err *err);
+/* Copy the live segments into dst_dir (backups), fsyncing the copies. */
+dv_code wal_copy_to(wal *w, const char *dst_dir, dv_err *err);
+#endif
