@@ -106,6 +106,7 @@ test: deps
 	$(MAKE) test-asan
 	$(MAKE) test-e2e
 	$(MAKE) test-e2e-asan
+	$(MAKE) fuzz-replay
 	$(MAKE) bench-smoke
 	@echo "make test: all passed"
 
@@ -117,6 +118,9 @@ lint:
 
 clean:
 	rm -rf build build-asan
+
+# Fuzz targets (tests/fuzz/fuzz.mk defines `fuzz` and `fuzz-replay`).
+include tests/fuzz/fuzz.mk
 
 -include $(LIB_OBJS:.o=.d) $(SERVER_OBJS:.o=.d) $(CLI_OBJS:.o=.d)
 -include $(UNIT_BINS:$(BUILD)/tests/%=$(BUILD)/tests/unit/%.d) $(CRASH_BINS:$(BUILD)/tests/crash_%=$(BUILD)/tests/crash/%.d)
