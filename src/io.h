@@ -41,6 +41,10 @@ dv_code io_remove_tree(const char *path, dv_err *err);
 /* Sum of file sizes under path. */
 uint64_t io_tree_size(const char *path);
 uint64_t io_disk_free(const char *path);
+/* Names in dir (without "." and ".."), sorted by strcmp, in a malloc'd array
+ * freed with io_list_free. Counted as one call (can be failed by a fault). */
+dv_code io_list_dir(const char *dir, char ***names, size_t *n_names, dv_err *err);
+void io_list_free(char **names, size_t n_names);
 
 /* ---- fault injection (tests) ---- */
 typedef enum io_fault { IO_FAULT_NONE, IO_FAULT_EIO, IO_FAULT_ENOSPC, IO_FAULT_CRASH } io_fault;
@@ -48,6 +52,10 @@ typedef enum io_fault { IO_FAULT_NONE, IO_FAULT_EIO, IO_FAULT_ENOSPC, IO_FAULT_C
  * that touches the disk from now on). IO_FAULT_EIO/ENOSPC fail that call
  * only (sticky=0) or every call from then (sticky=1). */
 void io_fault_arm(io_fault kind, uint64_t nth, int sticky);
+/* io_fault_arm(IO_FAULT_NONE, 0, 0) only counts calls (to size a crash loop).
+ * Unarmed, nothing is counted: the fast path is one atomic load. io_close is
+ * never counted or failed. io_crash_apply() requires every other thread to be
+ * out of io_* (join them first). The model and its limits: top of io.c. */
 void io_fault_disarm(void);
 uint64_t io_calls(void);     /* calls counted since the last arm/reset */
 int io_crashed(void);
