@@ -16,6 +16,9 @@
 
 typedef struct wal wal;
 
+/* Largest payload of one record; wal_append rejects more with DV_ELIMIT. */
+#define WAL_RECORD_MAX (256u << 20)
+
 typedef struct wal_stats {
     uint64_t bytes;          /* total size of live segments */
     uint64_t fsyncs;
@@ -50,4 +53,7 @@ int wal_poisoned(const wal *w);
 dv_code wal_close(wal *w, dv_err *err);
 /* Copy the live segments into dst_dir (backups), fsyncing the copies. */
 dv_code wal_copy_to(wal *w, const char *dst_dir, dv_err *err);
+/* Rotate once the active segment reaches `bytes` (default 64 MiB). Tests use
+ * small values to exercise rotation. */
+void wal_set_segment_bytes(wal *w, uint64_t bytes);
 #endif

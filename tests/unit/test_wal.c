@@ -1,0 +1,664 @@
+/* test_wal.c - write-ahead log: round trips, torn tails, corruption, group
+ * commit, poisoning, and crash at every I/O call. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "t.h"
+#include "io.h"
+#include "wal.h"
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define QUICK 1
+#else
+#define QUICK 0
+#endif
+
+/* Replay collector: what the apply callback saw. */
+typedef struct seen {
+    size_t n, cap;
+    uint64_t *seq;
+    uint8_t *type;
+    char **payload;
+    size_t *len;
+} seen;
+
+static dv_code collect(void *ctx, uint64_t seq, uint8_t type, const uint8_t *p, size_t len, dv_err *err)
+{
+    (void)err;
+    seen *s = ctx;
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 64;
+        s->seq = realloc(s->seq, s->cap * sizeof *s->seq);
+        s->type = realloc(s->type, s->cap);
+        s->payload = realloc(s->payload, s->cap * sizeof *s->payload);
+        s->len = realloc(s->len, s->cap * sizeof *s->len);
+    }
+    s->seq[s->n] = seq;
+    s->type[s->n] = type;
+    s->payload[s->n] = malloc(len + 1);
+    memcpy(s->payload[s->n], p, len);
+    s->payload[s->n][len] = 0;
+    s->len[s->n] = len;
+    s->n++;
+    return DV_OK;
+}
+
+static void seen_free(seen *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->payload[i]);
+    free(s->seq);
+    free(s->type);
+    free(s->payload);
+    free(s->len);
+    memset(s, 0, sizeof *s);
+}
+
+static void fresh_dir(char *buf, size_t n, const char *tag)
+{
+    snprintf(buf, n, "/tmp/dv_test_wal_%d_%s", (int)getpid(), tag);
+    io_remove_tree(buf, NULL);
+}
+
+/* Payload of record i of the test workloads: variable length, recognisable. */
+static size_t make_payload(char *buf, size_t cap, uint64_t i)
+{
+    size_t len = (size_t)(i * 37 % 300);
+    if (len + 32 > cap)
+        len = cap - 32;
+    int k = snprintf(buf, cap, "rec-%" PRIu64 ":", i);
+    for (size_t j = (size_t)k; j < (size_t)k + len; j++)
+        buf[j] = (char)('a' + (i + j) % 26);
+    return (size_t)k + len;
+}
+
+static int payload_ok(const seen *s, size_t idx, uint64_t i)
+{
+    char buf[512];
+    size_t len = make_payload(buf, sizeof buf, i);
+    return s->len[idx] == len && memcmp(s->payload[idx], buf, len) == 0;
+}
+
+static int count_segments(const char *dir)
+{
+    char **v;
+    size_t n;
+    if (io_list_dir(dir, &v, &n, NULL) != DV_OK)
+        return -1;
+    int c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += strstr(v[i], ".log") != NULL;
+    io_list_free(v, n);
+    return c;
+}
+
+/* Path of the newest segment of dir (the last in sorted order). */
+static void last_segment(const char *dir, char *out, size_t cap)
+{
+    char **v;
+    size_t n;
+    out[0] = 0;
+    if (io_list_dir(dir, &v, &n, NULL) != DV_OK)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (strstr(v[i], ".log"))
+            snprintf(out, cap, "%s/%s", dir, v[i]);
+    io_list_free(v, n);
+}
+
+static long fsize(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 ? (long)st.st_size : -1;
+}
+
+TEST(append_and_replay_round_trip_across_rotations_and_reopens)
+{
+    char d[256];
+    fresh_dir(d, sizeof d, "rt");
+    dv_err e = {0};
+    uint64_t total = 0;
+    for (int round = 0; round < 4; round++) {
+        seen s = {0};
+        wal *w;
+        int64_t torn;
+        CHECKF(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, collect, &s, &torn, &w, &e) == DV_OK, "%s", e.msg);
+        CHECK(torn == -1);
+        CHECKF(s.n == total, "round %d: replayed %zu, expected %" PRIu64, round, s.n, total);
+        for (size_t i = 0; i < s.n; i++) {
+            CHECK(s.seq[i] == i + 1);
+            CHECK(s.type[i] == (uint8_t)(s.seq[i] % 7));
+            CHECK(payload_ok(&s, i, s.seq[i]));
+        }
+        CHECK(wal_last_seq(w) == total);
+        wal_set_segment_bytes(w, 2000);
+        for (int k = 0; k < 50; k++) {
+            char buf[512];
+            uint64_t seq;
+            uint64_t i = total + 1;
+            size_t len = make_payload(buf, sizeof buf, i);
+            CHECKF(wal_append(w, (uint8_t)(i % 7), buf, len, &seq, &e) == DV_OK, "%s", e.msg);
+            CHECK(seq == i);
+            total++;
+        }
+        if (round == 2)
+            CHECK(wal_rotate(w, &e) == DV_OK);
+        CHECK(wal_close(w, &e) == DV_OK);
+        seen_free(&s);
+    }
+    CHECKF(count_segments(d) > 3, "segments=%d", count_segments(d));
+    io_remove_tree(d, NULL);
+}
+
+TEST(empty_payload_records_round_trip)
+{
+    char d[256];
+    fresh_dir(d, sizeof d, "empty");
+    dv_err e = {0};
+    wal *w;
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
+    CHECK(wal_append(w, 9, NULL, 0, NULL, &e) == DV_OK);
+    CHECK(wal_append(w, 8, "x", 1, NULL, &e) == DV_OK);
+    CHECK(wal_close(w, &e) == DV_OK);
+    seen s = {0};
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 1, collect, &s, NULL, &w, &e) == DV_OK);
+    CHECK(s.n == 2 && s.len[0] == 0 && s.type[0] == 9 && s.len[1] == 1 && s.type[1] == 8);
+    CHECK(wal_append(w, 1, "y", 1, NULL, &e) == DV_EREADONLY);
+    CHECK(wal_close(w, &e) == DV_OK);
+    seen_free(&s);
+    io_remove_tree(d, NULL);
+}
+
+TEST(replay_skips_records_up_to_after_seq)
+{
+    char d[256];
+    fresh_dir(d, sizeof d, "after");
+    dv_err e = {0};
+    wal *w;
+    CHECK(wal_open(d, DV_FSYNC_NEVER, 0, 0, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
+    wal_set_segment_bytes(w, 300);
+    for (uint64_t i = 1; i <= 40; i++) {
+        char buf[512];
+        size_t len = make_payload(buf, sizeof buf, i);
+        CHECK(wal_append(w, 1, buf, len, NULL, &e) == DV_OK);
+    }
+    CHECK(wal_close(w, &e) == DV_OK);
+    seen s = {0};
+    CHECKF(wal_open(d, DV_FSYNC_ALWAYS, 0, 25, 0, collect, &s, NULL, &w, &e) == DV_OK, "%s", e.msg);
+    CHECK(s.n == 15);
+    for (size_t i = 0; i < s.n; i++)
+        CHECK(s.seq[i] == 26 + i && payload_ok(&s, i, s.seq[i]));
+    CHECK(wal_last_seq(w) == 40);
+    CHECK(wal_close(w, &e) == DV_OK);
+    seen_free(&s);
+    io_remove_tree(d, NULL);
+}
+
+TEST(checkpoint_past_the_log_jumps_seq_and_stays_replayable)
+{
+    char d[256];
+    fresh_dir(d, sizeof d, "jump");
+    dv_err e = {0};
+    wal *w;
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
+    CHECK(wal_append(w, 1, "a", 1, NULL, &e) == DV_OK);
+    CHECK(wal_close(w, &e) == DV_OK);
+    /* The snapshot claims seq 10: new records must get seqs > 10. */
+    CHECKF(wal_open(d, DV_FSYNC_ALWAYS, 0, 10, 0, NULL, NULL, NULL, &w, &e) == DV_OK, "%s", e.msg);
+    uint64_t seq;
+    CHECK(wal_append(w, 1, "b", 1, &seq, &e) == DV_OK);
+    CHECK(seq == 11);
+    CHECK(wal_close(w, &e) == DV_OK);
+    seen s = {0};
+    CHECKF(wal_open(d, DV_FSYNC_ALWAYS, 0, 10, 0, collect, &s, NULL, &w, &e) == DV_OK, "%s", e.msg);
+    CHECK(s.n == 1 && s.seq[0] == 11);
+    CHECK(wal_close(w, &e) == DV_OK);
+    seen_free(&s);
+    /* With a lower after_seq the gap (2..10) would be lost data: refused. */
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 1, NULL, NULL, NULL, &w, &e) == DV_ECORRUPT);
+    CHECK(strstr(e.msg, "expected") != NULL);
+    /* A fresh wal under a checkpoint starts after it. */
+    io_remove_tree(d, NULL);
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 500, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
+    CHECK(wal_last_seq(w) == 500);
+    CHECK(wal_append(w, 1, "c", 1, &seq, &e) == DV_OK && seq == 501);
+    CHECK(wal_close(w, &e) == DV_OK);
+    io_remove_tree(d, NULL);
+}
+
+TEST(torn_tail_at_every_cut_of_last_record_opens_and_truncates)
+{
+    char d[256], seg[512];
+    fresh_dir(d, sizeof d, "torn");
+    dv_err e = {0};
+    wal *w;
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
+    for (uint64_t i = 1; i <= 5; i++) {
+        char buf[512];
+        size_t len = make_payload(buf, sizeof buf, i);
+        CHECK(wal_append(w, 2, buf, len, NULL, &e) == DV_OK);
+    }
+    CHECK(wal_close(w, &e) == DV_OK);
+    last_segment(d, seg, sizeof seg);
+    uint8_t *full;
+    size_t full_len;
+    CHECK(io_read_file(seg, &full, &full_len, NULL) == DV_OK);
+    char p5[512];
+    size_t l5 = make_payload(p5, sizeof p5, 5);
+    size_t start5 = full_len - 21 - l5;
+    for (size_t cut = start5; cut < full_len; cut++) {
+        int fd = open(seg, O_WRONLY | O_TRUNC);
+        CHECK(fd >= 0);
+        CHECK(write(fd, full, cut) == (ssize_t)cut);
+        close(fd);
+        seen s = {0};
+        int64_t torn;
+        CHECKF(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, collect, &s, &torn, &w, &e) == DV_OK, "cut %zu: %s", cut, e.msg);
+        CHECKF(s.n == 4, "cut %zu: %zu records", cut, s.n);
+        for (size_t i = 0; i < 4; i++)
+            CHECK(s.seq[i] == i + 1 && payload_ok(&s, i, i + 1));
+        CHECKF(torn == (cut == start5 ? -1 : (int64_t)start5), "cut %zu: torn %" PRId64, cut, torn);
+        CHECK(fsize(seg) == (long)start5);
+        /* The log continues at seq 5 after the cut. */
+        uint64_t seq;
+        CHECK(wal_append(w, 2, p5, l5, &seq, &e) == DV_OK && seq == 5);
+        CHECK(wal_close(w, &e) == DV_OK);
+        seen_free(&s);
+        CHECK(fsize(seg) == (long)full_len);
+    }
+    /* Garbage (zeros) after the last record is a torn tail as well. */
+    int fd = open(seg, O_WRONLY | O_APPEND);
+    uint8_t zeros[100] = {0};
+    CHECK(write(fd, zeros, sizeof zeros) == (ssize_t)sizeof zeros);
+    close(fd);
+    int64_t torn;
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, &torn, &w, &e) == DV_OK);
+    CHECK(torn == (int64_t)full_len);
+    CHECK(wal_close(w, &e) == DV_OK);
+    free(full);
+    io_remove_tree(d, NULL);
+}
+
+TEST(bit_flip_in_middle_record_is_corruption_naming_file_and_offset)
+{
+    char d[256], seg[512];
+    fresh_dir(d, sizeof d, "flip");
+    dv_err e = {0};
+    wal *w;
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
+    for (uint64_t i = 1; i <= 5; i++)
+        CHECK(wal_append(w, 2, "0123456789", 10, NULL, &e) == DV_OK);
+    CHECK(wal_close(w, &e) == DV_OK);
+    last_segment(d, seg, sizeof seg);
+    uint8_t *orig;
+    size_t len;
+    CHECK(io_read_file(seg, &orig, &len, NULL) == DV_OK);
+    /* Record 3 starts at 32 + 2*31; flip a bit in each of its bytes in turn
+     * (length, checksum, seq, type, payload): never silently truncated. */
+    size_t rec3 = 32 + 2 * 31;
+    for (size_t b = rec3; b < rec3 + 31; b++) {
+        uint8_t *copy = malloc(len);
+        memcpy(copy, orig, len);
+        copy[b] ^= 0x10;
+        int fd = open(seg, O_WRONLY | O_TRUNC);
+        CHECK(write(fd, copy, len) == (ssize_t)len);
+        close(fd);
+        free(copy);
+        seen s = {0};
+        w = NULL;
+        dv_code rc = wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, collect, &s, NULL, &w, &e);
+        CHECKF(rc == DV_ECORRUPT, "byte %zu: rc %d", b, rc);
+        CHECK(w == NULL);
+        char want[64];
+        snprintf(want, sizeof want, "offset %zu", rec3);
+        CHECKF(strstr(e.msg, seg) && strstr(e.msg, want), "byte %zu: %s", b, e.msg);
+        seen_free(&s);
+        CHECK(fsize(seg) == (long)len); /* nothing truncated */
+    }
+    free(orig);
+    io_remove_tree(d, NULL);
+}
+
+TEST(bad_record_in_non_last_segment_is_corruption)
+{
+    char d[256], first[512];
+    fresh_dir(d, sizeof d, "nonlast");
+    dv_err e = {0};
+    wal *w;
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
+    for (uint64_t i = 1; i <= 3; i++)
+        CHECK(wal_append(w, 2, "abc", 3, NULL, &e) == DV_OK);
+    CHECK(wal_rotate(w, &e) == DV_OK);
+    CHECK(wal_append(w, 2, "def", 3, NULL, &e) == DV_OK);
+    CHECK(wal_close(w, &e) == DV_OK);
+    snprintf(first, sizeof first, "%s/%020d.log", d, 1);
+    /* Cut the last record of the first segment: a torn tail there is not
+     * possible (it was fsynced before rotating), so it is corruption. */
+    CHECK(truncate(first, fsize(first) - 2) == 0);
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, NULL, &w, &e) == DV_ECORRUPT);
+    CHECKF(strstr(e.msg, first) && strstr(e.msg, "non-last"), "%s", e.msg);
+    io_remove_tree(d, NULL);
+}
+
+TEST(torn_segment_creation_is_dropped)
+{
+    char d[256], seg[512];
+    fresh_dir(d, sizeof d, "tornseg");
+    dv_err e = {0};
+    wal *w;
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
+    CHECK(wal_append(w, 2, "abc", 3, NULL, &e) == DV_OK);
+    CHECK(wal_close(w, &e) == DV_OK);
+    /* A new segment whose header never made it to disk. */
+    snprintf(seg, sizeof seg, "%s/%020d.log", d, 2);
+    int fd = open(seg, O_WRONLY | O_CREAT, 0644);
+    CHECK(write(fd, "DVW", 3) == 3);
+    close(fd);
+    seen s = {0};
+    int64_t torn;
+    CHECKF(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, collect, &s, &torn, &w, &e) == DV_OK, "%s", e.msg);
+    CHECK(s.n == 1 && torn == 0);
+    uint64_t seq;
+    CHECK(wal_append(w, 2, "x", 1, &seq, &e) == DV_OK && seq == 2);
+    CHECK(wal_close(w, &e) == DV_OK);
+    seen_free(&s);
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, collect, &s, &torn, &w, &e) == DV_OK);
+    CHECK(s.n == 2 && torn == -1);
+    CHECK(wal_close(w, &e) == DV_OK);
+    seen_free(&s);
+    io_remove_tree(d, NULL);
+}
+
+TEST(oversized_record_is_rejected_without_poisoning)
+{
+    char d[256];
+    fresh_dir(d, sizeof d, "limit");
+    dv_err e = {0};
+    wal *w;
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
+    char small[4] = "abc";
+    /* The length is checked before the payload is touched. */
+    CHECK(wal_append(w, 1, small, (size_t)WAL_RECORD_MAX + 1, NULL, &e) == DV_ELIMIT);
+    CHECK(!wal_poisoned(w));
+    CHECK(wal_append(w, 1, small, 3, NULL, &e) == DV_OK);
+    CHECK(wal_close(w, &e) == DV_OK);
+    io_remove_tree(d, NULL);
+}
+
+TEST(truncate_upto_removes_only_covered_segments_and_copy_replays)
+{
+    char d[256], bk[256];
+    fresh_dir(d, sizeof d, "trunc");
+    fresh_dir(bk, sizeof bk, "trunc_bk");
+    dv_err e = {0};
+    wal *w;
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
+    for (uint64_t i = 1; i <= 30; i++) {
+        CHECK(wal_append(w, 1, "payload", 7, NULL, &e) == DV_OK);
+        if (i % 10 == 0)
+            CHECK(wal_rotate(w, &e) == DV_OK);
+    }
+    /* segments: 1..10, 11..20, 21..30, 31.. (empty active) */
+    CHECK(count_segments(d) == 4);
+    wal_stats st;
+    wal_stats_get(w, &st);
+    CHECK(st.bytes == (uint64_t)(4 * 32 + 30 * (21 + 7)));
+    CHECK(wal_truncate_upto(w, 15, &e) == DV_OK);
+    CHECK(count_segments(d) == 3);
+    CHECK(wal_truncate_upto(w, 30, &e) == DV_OK);
+    CHECK(count_segments(d) == 1); /* the active segment always stays */
+    CHECK(wal_append(w, 1, "more", 4, NULL, &e) == DV_OK);
+    CHECK(wal_copy_to(w, bk, &e) == DV_OK);
+    CHECK(wal_close(w, &e) == DV_OK);
+    seen s = {0};
+    CHECKF(wal_open(bk, DV_FSYNC_ALWAYS, 0, 30, 1, collect, &s, NULL, &w, &e) == DV_OK, "%s", e.msg);
+    CHECK(s.n == 1 && s.seq[0] == 31 && s.len[0] == 4);
+    CHECK(wal_close(w, &e) == DV_OK);
+    seen_free(&s);
+    io_remove_tree(d, NULL);
+    io_remove_tree(bk, NULL);
+}
+
+typedef struct thr_arg {
+    wal *w;
+    int id, n;
+    uint64_t *seqs;
+    int fails;
+} thr_arg;
+
+static void *appender(void *p)
+{
+    thr_arg *a = p;
+    for (int i = 0; i < a->n; i++) {
+        char buf[64];
+        int len = snprintf(buf, sizeof buf, "t%d-%d", a->id, i);
+        if (wal_append(a->w, (uint8_t)a->id, buf, (size_t)len, &a->seqs[i], NULL) != DV_OK)
+            a->fails++;
+    }
+    return NULL;
+}
+
+TEST(concurrent_appenders_share_fsyncs_and_replay_in_order)
+{
+    char d[256];
+    fresh_dir(d, sizeof d, "conc");
+    dv_err e = {0};
+    wal *w;
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
+    wal_set_segment_bytes(w, 16384);
+    enum { T = 4 };
+    int per = QUICK ? 100 : 300;
+    pthread_t th[T];
+    thr_arg args[T];
+    for (int t = 0; t < T; t++) {
+        args[t] = (thr_arg){w, t, per, calloc((size_t)per, sizeof(uint64_t)), 0};
+        pthread_create(&th[t], NULL, appender, &args[t]);
+    }
+    for (int t = 0; t < T; t++)
+        pthread_join(th[t], NULL);
+    wal_stats st;
+    wal_stats_get(w, &st);
+    CHECK(wal_close(w, &e) == DV_OK);
+    for (int t = 0; t < T; t++) {
+        CHECK(args[t].fails == 0);
+        for (int i = 1; i < per; i++)
+            CHECK(args[t].seqs[i] > args[t].seqs[i - 1]);
+    }
+    int n_appends = T * per;
+    fprintf(stderr, "  %d appends, %" PRIu64 " fsyncs\n", n_appends, st.fsyncs);
+    CHECKF(st.fsyncs < (uint64_t)n_appends, "fsyncs %" PRIu64 " appends %d", st.fsyncs, n_appends);
+    uint64_t hsum = 0;
+    for (int b = 0; b < 12; b++)
+        hsum += st.fsync_hist[b];
+    CHECK(hsum == st.fsyncs && st.fsync_seconds > 0);
+
+    seen s = {0};
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 1, collect, &s, NULL, &w, &e) == DV_OK);
+    CHECK(s.n == (size_t)n_appends);
+    int next_i[T] = {0};
+    for (size_t k = 0; k < s.n; k++) {
+        CHECK(s.seq[k] == k + 1);
+        int t = s.type[k];
+        CHECK(t >= 0 && t < T);
+        char want[64];
+        snprintf(want, sizeof want, "t%d-%d", t, next_i[t]);
+        CHECKF(strcmp(s.payload[k], want) == 0, "seq %" PRIu64 ": %s vs %s", s.seq[k], s.payload[k], want);
+        CHECK(args[t].seqs[next_i[t]] == s.seq[k]);
+        next_i[t]++;
+    }
+    CHECK(wal_close(w, &e) == DV_OK);
+    seen_free(&s);
+    for (int t = 0; t < T; t++)
+        free(args[t].seqs);
+    io_remove_tree(d, NULL);
+}
+
+TEST(fsync_eio_poisons_until_reopen)
+{
+    char d[256];
+    fresh_dir(d, sizeof d, "eio");
+    dv_err e = {0};
+    wal *w;
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
+    CHECK(wal_append(w, 1, "ok1", 3, NULL, &e) == DV_OK);
+    /* Each ALWAYS append: write header, write payload, fsync -> call 3 = fsync. */
+    io_fault_arm(IO_FAULT_EIO, 3, 0);
+    CHECK(wal_append(w, 1, "bad", 3, NULL, &e) == DV_EFATAL);
+    CHECK(io_calls() == 3);
+    io_fault_disarm();
+    CHECK(wal_poisoned(w));
+    /* The fault is gone, but the page cache is not trusted any more. */
+    CHECK(wal_append(w, 1, "ok2", 3, NULL, &e) == DV_EFATAL);
+    CHECK(wal_sync(w, &e) == DV_EFATAL);
+    CHECK(wal_rotate(w, &e) == DV_EFATAL);
+    CHECK(wal_close(w, &e) == DV_EFATAL);
+    seen s = {0};
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, collect, &s, NULL, &w, &e) == DV_OK);
+    CHECK(s.n >= 1 && strcmp(s.payload[0], "ok1") == 0);
+    CHECK(!wal_poisoned(w));
+    CHECK(wal_append(w, 1, "ok3", 3, NULL, &e) == DV_OK);
+    CHECK(wal_close(w, &e) == DV_OK);
+    seen_free(&s);
+    io_remove_tree(d, NULL);
+}
+
+TEST(write_enospc_errors_then_reopen_replays_every_acknowledged)
+{
+    char d[256];
+    fresh_dir(d, sizeof d, "nospc");
+    dv_err e = {0};
+    wal *w;
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
+    int acked = 0;
+    for (int i = 0; i < 5; i++)
+        acked += wal_append(w, 1, "before", 6, NULL, &e) == DV_OK;
+    CHECK(acked == 5);
+    /* The disk fills in the middle of a payload write (call 2 of an append). */
+    io_fault_arm(IO_FAULT_ENOSPC, 2, 1);
+    CHECK(wal_append(w, 1, "full!", 5, NULL, &e) == DV_ENOSPC);
+    CHECK(strstr(e.msg, "No space") != NULL);
+    CHECK(wal_append(w, 1, "full!", 5, NULL, &e) == DV_EFATAL);
+    wal_close(w, NULL);
+    io_fault_disarm();
+    seen s = {0};
+    int64_t torn;
+    CHECKF(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, collect, &s, &torn, &w, &e) == DV_OK, "%s", e.msg);
+    CHECK(s.n == 5);
+    CHECK(torn >= 0); /* the half-written record was cut */
+    uint64_t seq;
+    CHECK(wal_append(w, 1, "after", 5, &seq, &e) == DV_OK && seq == 6);
+    CHECK(wal_close(w, &e) == DV_OK);
+    seen_free(&s);
+    io_remove_tree(d, NULL);
+}
+
+/* The crash workload: open, appends with a rotation and a truncation in the
+ * middle, close. Returns the number of acknowledged appends (seq 1..acked). */
+static int crash_workload(const char *d, uint64_t *acked_out)
+{
+    wal *w;
+    uint64_t acked = 0;
+    if (wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, NULL, &w, NULL) != DV_OK) {
+        *acked_out = 0;
+        return 0;
+    }
+    wal_set_segment_bytes(w, 200);
+    for (uint64_t i = 1; i <= 12; i++) {
+        char buf[512];
+        size_t len = make_payload(buf, sizeof buf, i);
+        uint64_t seq;
+        if (wal_append(w, 3, buf, len, &seq, NULL) != DV_OK)
+            break;
+        if (seq != i)
+            break;
+        acked = i;
+        if (i == 6)
+            wal_rotate(w, NULL);
+    }
+    wal_close(w, NULL);
+    *acked_out = acked;
+    return 1;
+}
+
+TEST(crash_at_every_io_call_keeps_a_prefix_with_every_acknowledged)
+{
+    char d[256];
+    fresh_dir(d, sizeof d, "crash");
+    uint64_t acked;
+    io_fault_arm(IO_FAULT_NONE, 0, 0);
+    crash_workload(d, &acked);
+    uint64_t n_calls = io_calls();
+    io_fault_disarm();
+    CHECK(acked == 12);
+    CHECK(n_calls > 30);
+    for (uint64_t k = 1; k <= n_calls + 1; k++) {
+        for (size_t torn = 0; torn <= 40; torn += 20) {
+            io_remove_tree(d, NULL);
+            io_fault_arm(IO_FAULT_CRASH, k, 0);
+            crash_workload(d, &acked);
+            io_crash_apply(torn);
+            seen s = {0};
+            wal *w;
+            dv_err e = {0};
+            dv_code rc = wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, collect, &s, NULL, &w, &e);
+            CHECKF(rc == DV_OK, "crash at call %" PRIu64 " torn %zu: %s", k, torn, e.msg);
+            CHECKF(s.n >= acked, "crash at %" PRIu64 " torn %zu: %zu replayed < %" PRIu64 " acknowledged", k, torn,
+                   s.n, acked);
+            CHECK(s.n <= 12);
+            for (size_t i = 0; i < s.n; i++)
+                CHECKF(s.seq[i] == i + 1 && payload_ok(&s, i, i + 1), "crash at %" PRIu64 ": record %zu", k, i);
+            /* And the log keeps working after recovery. */
+            uint64_t seq;
+            CHECK(wal_append(w, 3, "z", 1, &seq, &e) == DV_OK && seq == s.n + 1);
+            CHECK(wal_close(w, &e) == DV_OK);
+            seen_free(&s);
+        }
+    }
+    io_remove_tree(d, NULL);
+}
+
+TEST(interval_policy_syncs_in_background_and_never_policy_only_at_close)
+{
+    char d[256];
+    fresh_dir(d, sizeof d, "interval");
+    dv_err e = {0};
+    wal *w;
+    wal_stats st;
+    CHECK(wal_open(d, DV_FSYNC_INTERVAL, 10, 0, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
+    wal_stats_get(w, &st);
+    uint64_t base = st.fsyncs;
+    for (int i = 0; i < 20; i++)
+        CHECK(wal_append(w, 1, "i", 1, NULL, &e) == DV_OK);
+    wal_stats_get(w, &st);
+    uint64_t after_appends = st.fsyncs;
+    usleep(100 * 1000);
+    wal_stats_get(w, &st);
+    CHECKF(st.fsyncs > base, "no background fsync: %" PRIu64, st.fsyncs);
+    CHECK(after_appends - base <= 20);
+    CHECK(wal_close(w, &e) == DV_OK);
+    io_remove_tree(d, NULL);
+
+    CHECK(wal_open(d, DV_FSYNC_NEVER, 0, 0, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
+    wal_stats_get(w, &st);
+    base = st.fsyncs;
+    for (int i = 0; i < 20; i++)
+        CHECK(wal_append(w, 1, "n", 1, NULL, &e) == DV_OK);
+    wal_stats_get(w, &st);
+    CHECK(st.fsyncs == base);
+    CHECK(wal_sync(w, &e) == DV_OK);
+    wal_stats_get(w, &st);
+    CHECK(st.fsyncs == base + 1);
+    CHECK(wal_close(w, &e) == DV_OK);
+    seen s = {0};
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 1, collect, &s, NULL, &w, &e) == DV_OK);
+    CHECK(s.n == 20);
+    CHECK(wal_close(w, &e) == DV_OK);
+    seen_free(&s);
+    io_remove_tree(d, NULL);
+}
+
+T_MAIN()
