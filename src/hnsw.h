@@ -9,7 +9,18 @@
  * Threads: hnsw_insert/hnsw_link may run concurrently with each other and
  * with hnsw_search (fine-grained per-node locks). hnsw_reserve,
  * hnsw_decode_graph and hnsw_destroy need exclusive access.
- * hnsw_mark_deleted may run concurrently with searches.
+ * hnsw_mark_deleted may run concurrently with searches (and inserts).
+ * Searches take no lock: they read link counts with acquire loads and may
+ * or may not see an insert that is in progress; every slot a search returns
+ * is linked, stored and was not deleted when it was examined.
+ * hnsw_encode_graph may run beside searches, not beside writers.
+ * hnsw_set_vector on one slot must not race with anything touching that slot.
+ *
+ * Slots: a slot moves empty -> stored (set_vector) -> linked (link) and may be
+ * tombstoned (mark_deleted) at any point. A tombstoned slot is never reused:
+ * set_vector/link on it return DV_EEXIST (upserts take a fresh slot), because
+ * other nodes may still route through it. Linking an already linked slot is
+ * DV_EEXIST; a slot >= capacity is DV_EINVAL.
  */
 #ifndef DV_HNSW_H
 #define DV_HNSW_H
@@ -53,17 +64,25 @@ size_t hnsw_mem_bytes(const hnsw *h);
  * (documented mechanism in hnsw_delete.c). */
 void hnsw_mark_deleted(hnsw *h, uint32_t slot);
 
-/* filter: return nonzero to accept a slot as a result (NULL = all).
- * Returns the number of results (<= k), nearest first, internal distances. */
+/* filter: return nonzero to accept a slot as a result (NULL = all); it may be
+ * called from the searching thread only, at most once per visited slot.
+ * ef is raised to k if smaller. Rejected and deleted slots are still
+ * traversed; the search ends when it holds ef accepted results and no
+ * candidate is nearer than the worst of them, or when the candidates run out.
+ * Returns the number of results (<= k), nearest first, internal distances;
+ * out_dists may be NULL. Out of memory for scratch space returns 0. */
 typedef int (*hnsw_filter_fn)(void *ctx, uint32_t slot);
 size_t hnsw_search(const hnsw *h, const float *q, size_t k, size_t ef,
                    hnsw_filter_fn filter, void *ctx, uint32_t *out_slots, float *out_dists);
 
 /* Graph (links, levels, entry point, tombstones; not vectors) to a malloc'd
- * buffer with magic, version and checksum; see docs/format.md. */
+ * buffer with magic, version and checksum; see docs/format-index.md. */
 dv_code hnsw_encode_graph(const hnsw *h, uint8_t **buf, size_t *len, dv_err *err);
 /* Replace the graph from buf, treating it as hostile: every count, level and
  * link is checked. DV_ECORRUPT with the offset on any violation; h unchanged then.
- * Vectors must already be stored (hnsw_set_vector) for every linked slot. */
+ * Vectors must already be stored (hnsw_set_vector) for every live linked slot
+ * and the capacity must cover every slot in buf. A tombstoned node whose
+ * vector is not stored is dropped with the links to it (the caller need not
+ * keep deleted vectors). Slots stored but not in buf stay stored, unlinked. */
 dv_code hnsw_decode_graph(hnsw *h, const uint8_t *buf, size_t len, dv_err *err);
 #endif

@@ -1,0 +1,302 @@
+/* hnsw.c - HNSW index object: create/destroy/reserve, vector storage, the
+ * level draw, the pool of per-search scratch contexts and memory accounting.
+ *
+ * Owns the layout described in hnsw_int.h. Invariants: cap only grows;
+ * a slot's vector is written only while the slot is not linked (so readers
+ * never see a vector change under them); a linked slot has levels[s] and
+ * upper[s] (when levels[s] > 0) set before any other node links to it.
+ * Level draw: level = floor(-ln(u) * mL), mL = 1 / ln(M), u from a
+ * splitmix64 stream seeded with (seed, slot), capped at max_layer: the
+ * same seed gives every slot the same level whatever the insert order or
+ * thread count, so a serial build with a fixed seed is reproducible.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hnsw_int.h"
+
+static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+static uint64_t splitmix64(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+int hnsw_draw_level(const hnsw *h, uint32_t slot)
+{
+    uint64_t r = splitmix64(splitmix64(h->seed) ^ ((uint64_t)slot * 0xD1B54A32D192ED03ull));
+    double u = (double)(r >> 11) * (1.0 / 9007199254740992.0); /* [0, 1) */
+    double l = -log(1.0 - u) * h->ml;
+    if (!(l < (double)h->max_layer))
+        return (int)h->max_layer;
+    return (int)l;
+}
+
+/* Allocate the per-slot arrays for cap slots; zeroed. */
+static dv_code alloc_arrays(hnsw *h, size_t cap, dv_err *err)
+{
+    size_t bytes = cap * h->node_size;
+    if (cap && bytes / cap != h->node_size)
+        return dv_errorf(err, DV_ENOMEM, "hnsw: capacity %zu too large", cap);
+    void *l0 = NULL;
+    if (posix_memalign(&l0, 64, bytes ? bytes : 64) != 0)
+        return dv_errorf(err, DV_ENOMEM, "hnsw: allocating %zu bytes of nodes", bytes);
+    memset(l0, 0, bytes);
+    h->l0 = l0;
+    h->upper = calloc(cap ? cap : 1, sizeof *h->upper);
+    h->levels = calloc(cap ? cap : 1, 1);
+    h->flags = calloc(cap ? cap : 1, 1);
+    h->locks = calloc(cap ? cap : 1, 1);
+    if (!h->upper || !h->levels || !h->flags || !h->locks)
+        return dv_errorf(err, DV_ENOMEM, "hnsw: allocating per-slot arrays for %zu slots", cap);
+    h->cap = cap;
+    return DV_OK;
+}
+
+static void free_pool(hnsw *h)
+{
+    hnsw_ctx *c = h->pool;
+    while (c) {
+        hnsw_ctx *n = c->next;
+        free(c->visited);
+        free(c->cand);
+        free(c->res);
+        free(c->work);
+        free(c->sel);
+        free(c->nb);
+        free(c->nbsel);
+        free(c);
+        c = n;
+    }
+    h->pool = NULL;
+}
+
+dv_code hnsw_create(const hnsw_params *p, size_t capacity, hnsw **out, dv_err *err)
+{
+    if (!p || !out)
+        return dv_errorf(err, DV_EINVAL, "hnsw: create: NULL argument");
+    if (p->dim < 1 || p->dim > DV_DIM_MAX)
+        return dv_errorf(err, DV_EINVAL, "hnsw: create: dimension %u out of 1..%u", p->dim, DV_DIM_MAX);
+    if (p->metric > DV_METRIC_MANHATTAN)
+        return dv_errorf(err, DV_EINVAL, "hnsw: create: unknown metric %d", (int)p->metric);
+    uint32_t m = p->m ? p->m : DV_HNSW_M_DEFAULT;
+    uint32_t efc = p->ef_construction ? p->ef_construction : DV_HNSW_EF_CONSTRUCTION_DEFAULT;
+    uint32_t ml = p->max_layer ? p->max_layer : DV_HNSW_MAX_LAYER_DEFAULT;
+    if (m < DV_HNSW_M_MIN || m > DV_HNSW_M_MAX)
+        return dv_errorf(err, DV_EINVAL, "hnsw: create: m %u out of %u..%u", m, DV_HNSW_M_MIN, DV_HNSW_M_MAX);
+    if (efc < DV_HNSW_EF_CONSTRUCTION_MIN || efc > DV_HNSW_EF_CONSTRUCTION_MAX)
+        return dv_errorf(err, DV_EINVAL, "hnsw: create: ef_construction %u out of %u..%u", efc,
+                         DV_HNSW_EF_CONSTRUCTION_MIN, DV_HNSW_EF_CONSTRUCTION_MAX);
+    if (ml < DV_HNSW_MAX_LAYER_MIN || ml > DV_HNSW_MAX_LAYER_MAX)
+        return dv_errorf(err, DV_EINVAL, "hnsw: create: max_layer %u out of %u..%u", ml,
+                         DV_HNSW_MAX_LAYER_MIN, DV_HNSW_MAX_LAYER_MAX);
+    if (capacity > HNSW_NONE)
+        return dv_errorf(err, DV_ELIMIT, "hnsw: create: capacity %zu exceeds %u slots", capacity, HNSW_NONE);
+
+    hnsw *h = calloc(1, sizeof *h);
+    if (!h)
+        return dv_errorf(err, DV_ENOMEM, "hnsw: create: out of memory");
+    h->dim = p->dim;
+    h->metric = p->metric;
+    h->m = m;
+    h->m0 = 2 * m;
+    h->efc = efc;
+    h->max_layer = ml;
+    h->seed = p->seed;
+    h->ml = 1.0 / log((double)m);
+    const dist_kernels *k = dist_best();
+    switch (p->metric) {
+    case DV_METRIC_EUCLIDEAN: h->dist = k->l2sq; break;
+    case DV_METRIC_MANHATTAN: h->dist = k->l1; break;
+    default: h->dist = k->nip; break; /* internal distance -ip */
+    }
+    h->links_off = (size_t)p->dim * sizeof(float);
+    h->node_size = round_up(h->links_off + (1 + (size_t)h->m0) * sizeof(uint32_t), 64);
+    pthread_mutex_init(&h->glock, NULL);
+    pthread_mutex_init(&h->pool_lock, NULL);
+    dv_code rc = alloc_arrays(h, capacity, err);
+    if (rc != DV_OK) {
+        hnsw_destroy(h);
+        return rc;
+    }
+    *out = h;
+    return DV_OK;
+}
+
+void hnsw_destroy(hnsw *h)
+{
+    if (!h)
+        return;
+    if (h->upper)
+        for (size_t s = 0; s < h->cap; s++)
+            free(h->upper[s]);
+    free(h->upper);
+    free(h->l0);
+    free(h->levels);
+    free(h->flags);
+    free(h->locks);
+    free_pool(h);
+    pthread_mutex_destroy(&h->glock);
+    pthread_mutex_destroy(&h->pool_lock);
+    free(h);
+}
+
+/* Grow every per-slot array to capacity; the old arrays are kept until all
+ * new ones exist so a failure leaves h as it was. */
+dv_code hnsw_reserve(hnsw *h, size_t capacity, dv_err *err)
+{
+    if (capacity <= h->cap)
+        return DV_OK;
+    if (capacity > HNSW_NONE)
+        return dv_errorf(err, DV_ELIMIT, "hnsw: reserve: capacity %zu exceeds %u slots", capacity, HNSW_NONE);
+    hnsw n = *h;
+    n.l0 = NULL;
+    n.upper = NULL;
+    n.levels = n.flags = n.locks = NULL;
+    dv_code rc = alloc_arrays(&n, capacity, err);
+    if (rc != DV_OK) {
+        free(n.l0);
+        free(n.upper);
+        free(n.levels);
+        free(n.flags);
+        free(n.locks);
+        return rc;
+    }
+    memcpy(n.l0, h->l0, h->cap * h->node_size);
+    memcpy(n.upper, h->upper, h->cap * sizeof *h->upper);
+    memcpy(n.levels, h->levels, h->cap);
+    memcpy(n.flags, h->flags, h->cap);
+    free(h->l0);
+    free(h->upper);
+    free(h->levels);
+    free(h->flags);
+    free(h->locks);
+    h->l0 = n.l0;
+    h->upper = n.upper;
+    h->levels = n.levels;
+    h->flags = n.flags;
+    h->locks = n.locks;
+    h->cap = capacity;
+    free_pool(h); /* visited tables are sized by capacity */
+    return DV_OK;
+}
+
+size_t hnsw_capacity(const hnsw *h) { return h->cap; }
+
+dv_code hnsw_set_vector(hnsw *h, uint32_t slot, const float *v, dv_err *err)
+{
+    if (slot >= h->cap)
+        return dv_errorf(err, DV_EINVAL, "hnsw: set_vector: slot %u beyond capacity %zu", slot, h->cap);
+    uint8_t f = hnsw_flags(h, slot);
+    if (f & (HNSW_F_LINKED | HNSW_F_DELETED))
+        return dv_errorf(err, DV_EEXIST, "hnsw: set_vector: slot %u is %s", slot,
+                         (f & HNSW_F_DELETED) ? "tombstoned (use a new slot)" : "already linked");
+    memcpy((float *)hnsw_vec(h, slot), v, (size_t)h->dim * sizeof(float));
+    __atomic_or_fetch(&h->flags[slot], HNSW_F_STORED, __ATOMIC_RELEASE);
+    return DV_OK;
+}
+
+const float *hnsw_vector(const hnsw *h, uint32_t slot)
+{
+    if (slot >= h->cap || !(hnsw_flags(h, slot) & HNSW_F_STORED))
+        return NULL;
+    return hnsw_vec(h, slot);
+}
+
+int hnsw_has(const hnsw *h, uint32_t slot)
+{
+    if (slot >= h->cap)
+        return 0;
+    uint8_t f = hnsw_flags(h, slot);
+    return (f & HNSW_F_STORED) && !(f & HNSW_F_DELETED);
+}
+
+size_t hnsw_count(const hnsw *h) { return __atomic_load_n(&h->n_live, __ATOMIC_RELAXED); }
+
+size_t hnsw_mem_bytes(const hnsw *h)
+{
+    size_t b = sizeof *h + h->cap * (h->node_size + sizeof *h->upper + 3);
+    b += __atomic_load_n(&h->upper_bytes, __ATOMIC_RELAXED);
+    pthread_mutex_lock((pthread_mutex_t *)&h->pool_lock);
+    for (const hnsw_ctx *c = h->pool; c; c = c->next)
+        b += sizeof *c + c->vis_cap * sizeof(uint16_t) +
+             (c->cand_cap + 2 * c->res_cap + 3 * (h->m0 + 1)) * sizeof(hnsw_cand);
+    pthread_mutex_unlock((pthread_mutex_t *)&h->pool_lock);
+    return b;
+}
+
+int hnsw_ctx_grow_cand(hnsw_ctx *c, size_t n)
+{
+    if (n <= c->cand_cap)
+        return 1;
+    size_t cap = c->cand_cap * 2 > n ? c->cand_cap * 2 : n;
+    hnsw_cand *p = realloc(c->cand, cap * sizeof *p);
+    if (!p)
+        return 0;
+    c->cand = p;
+    c->cand_cap = cap;
+    return 1;
+}
+
+/* Take a scratch context able to hold ef results (NULL when out of memory).
+ * Contexts live in a mutex-guarded free list; hnsw is logically const for
+ * searches, the pool is its only mutable part. */
+hnsw_ctx *hnsw_ctx_get(const hnsw *hc, size_t ef)
+{
+    hnsw *h = (hnsw *)hc;
+    hnsw_ctx *c;
+    pthread_mutex_lock(&h->pool_lock);
+    c = h->pool;
+    if (c)
+        h->pool = c->next;
+    pthread_mutex_unlock(&h->pool_lock);
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        if (!c)
+            return NULL;
+        c->vis_cap = h->cap;
+        c->visited = calloc(h->cap ? h->cap : 1, sizeof *c->visited);
+        c->sel = malloc((h->m0 + 1) * sizeof *c->sel);
+        c->nb = malloc((h->m0 + 1) * sizeof *c->nb);
+        c->nbsel = malloc((h->m0 + 1) * sizeof *c->nbsel);
+        if (!c->visited || !c->sel || !c->nb || !c->nbsel) {
+            free(c->visited);
+            free(c->sel);
+            free(c->nb);
+            free(c->nbsel);
+            free(c);
+            return NULL;
+        }
+    }
+    if (c->res_cap < ef + 2) {
+        size_t cap = ef + 2 < 64 ? 64 : ef + 2;
+        hnsw_cand *r = realloc(c->res, cap * sizeof *r);
+        if (!r)
+            goto fail;
+        c->res = r;
+        hnsw_cand *w = realloc(c->work, cap * sizeof *w);
+        if (!w)
+            goto fail;
+        c->work = w;
+        c->res_cap = cap;
+    }
+    if (!hnsw_ctx_grow_cand(c, 2 * ef + h->m0 + 2))
+        goto fail;
+    return c;
+fail:
+    hnsw_ctx_put(h, c);
+    return NULL;
+}
+
+void hnsw_ctx_put(const hnsw *hc, hnsw_ctx *c)
+{
+    hnsw *h = (hnsw *)hc;
+    pthread_mutex_lock(&h->pool_lock);
+    c->next = h->pool;
+    h->pool = c;
+    pthread_mutex_unlock(&h->pool_lock);
+}
