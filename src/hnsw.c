@@ -108,11 +108,10 @@ dv_code hnsw_create(const hnsw_params *p, size_t capacity, hnsw **out, dv_err *e
     h->max_layer = ml;
     h->seed = p->seed;
     h->ml = 1.0 / log((double)m);
-    const dist_kernels *k = dist_best();
-    switch (p->metric) {
-    case DV_METRIC_EUCLIDEAN: h->dist = k->l2sq; break;
-    case DV_METRIC_MANHATTAN: h->dist = k->l1; break;
-    default: h->dist = k->nip; break; /* internal distance -ip */
+    h->dist = dist_for_metric(p->metric); /* the best CPU variant, internal distance */
+    if (!h->dist) {
+        free(h);
+        return dv_errorf(err, DV_EINVAL, "hnsw: create: no kernel for metric %d", (int)p->metric);
     }
     h->links_off = (size_t)p->dim * sizeof(float);
     h->node_size = round_up(h->links_off + (1 + (size_t)h->m0) * sizeof(uint32_t), 64);
