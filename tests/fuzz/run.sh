@@ -1,0 +1,52 @@
+#!/bin/sh
+# run.sh TARGET SECONDS - run build-fuzz/fuzz_TARGET (libFuzzer) for SECONDS
+# on tests/fuzz/corpus/TARGET/, writing new inputs to build-fuzz/new/TARGET/
+# and the libFuzzer output to build-fuzz/TARGET.log; appends one line
+# "target seconds executions cov ft result" to build-fuzz/summary.tsv.
+# A crasher is copied into the corpus as crash-<sha1> (so `make fuzz-replay`
+# keeps replaying it) and the script fails. With FUZZ_MERGE=1 the new inputs
+# that add coverage are merged into the corpus (-merge=1).
+set -u
+t=$1
+secs=$2
+B=build-fuzz
+C=tests/fuzz/corpus/$t
+mkdir -p "$B/new/$t" "$B/artifacts/$t" "$C"
+rm -f "$B/artifacts/$t"/*
+dict=
+[ -f "tests/fuzz/dict/$t.dict" ] && dict="-dict=tests/fuzz/dict/$t.dict"
+maxlen=
+[ -n "${FUZZ_MAX_LEN:-}" ] && maxlen="-max_len=$FUZZ_MAX_LEN"
+
+echo "fuzz: $t for ${secs}s (log: $B/$t.log)"
+# -timeout: an input running 10 s counts as a hang (a crash).
+"$B/fuzz_$t" -max_total_time="$secs" -timeout=10 -print_final_stats=1 \
+    -artifact_prefix="$B/artifacts/$t/" $dict $maxlen "$B/new/$t" "$C" >"$B/$t.log" 2>&1
+rc=$?
+
+execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$B/$t.log" | tail -n 1)
+cov=$(grep -o 'cov: [0-9]*' "$B/$t.log" | tail -n 1 | sed 's/cov: //')
+ft=$(grep -o 'ft: [0-9]*' "$B/$t.log" | tail -n 1 | sed 's/ft: //')
+result=ok
+if [ $rc -ne 0 ]; then
+    result="CRASH(rc=$rc)"
+    for a in "$B/artifacts/$t"/*; do
+        [ -f "$a" ] || continue
+        name=$(basename "$a")
+        case $name in
+        crash-* | leak-* | timeout-* | oom-*) ;;
+        *) name="crash-$name" ;;
+        esac
+        cp "$a" "$C/$name"
+        echo "fuzz: $t: crasher saved as $C/$name" >&2
+        result="$result $C/$name"
+    done
+    tail -n 60 "$B/$t.log" >&2
+fi
+printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$secs" "${execs:-?}" "${cov:-?}" "${ft:-?}" "$result" >>"$B/summary.tsv"
+
+if [ "${FUZZ_MERGE:-}" = 1 ] && [ $rc -eq 0 ]; then
+    "$B/fuzz_$t" -merge=1 $maxlen "$C" "$B/new/$t" >"$B/$t.merge.log" 2>&1 ||
+        echo "fuzz: $t: merge failed (see $B/$t.merge.log)" >&2
+fi
+[ $rc -eq 0 ]
