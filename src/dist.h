@@ -16,21 +16,33 @@ typedef struct dist_kernels {
     dist_fn l2sq;
     dist_fn ip;
     dist_fn l1;
+    dist_fn nip; /* -ip: the internal distance of COSINE and DOT (smaller = nearer) */
 } dist_kernels;
 
-/* The best variant for this CPU, chosen once (thread-safe). */
+/* The variants, defined in dist_scalar.c / dist_avx2.c / dist_avx512.c.
+ * Use dist_best() / dist_variant(): these say nothing about the CPU. */
+extern const dist_kernels dist_scalar_kernels;
+#if defined(__x86_64__)
+extern const dist_kernels dist_avx2_kernels;
+extern const dist_kernels dist_avx512_kernels;
+#endif
+
+/* The best variant for this CPU, chosen once (thread-safe): avx512 > avx2 >
+ * scalar. Env DVECDB_SIMD=scalar|avx2|avx512 caps the choice (benchmarks,
+ * debugging); a name the CPU cannot run is ignored. */
 const dist_kernels *dist_best(void);
 /* A named variant, or NULL if not compiled in or the CPU lacks it (tests). */
 const dist_kernels *dist_variant(const char *name);
 
 /* Kernel whose value orders neighbours for metric m (smaller = nearer):
- * EUCLIDEAN -> l2sq, COSINE/DOT -> "negative ip" wrapper, MANHATTAN -> l1.
+ * EUCLIDEAN -> l2sq, COSINE/DOT -> nip (-ip, its own kernel), MANHATTAN -> l1.
  * Search code works in this "internal distance". */
-dist_fn dist_for_metric(dv_metric m);
+dist_fn dist_for_metric(dv_metric m); /* NULL for an unknown metric */
 /* internal distance -> reported distance (sqrt for L2, 1+x for cosine, x for dot, x for L1). */
 float dist_report(dv_metric m, float internal);
 
-/* Scale v to unit L2 norm in place; a zero vector is left as is (returns 0). */
+/* Scale v to unit L2 norm in place (norm computed in double); returns 1, or 0
+ * for a zero vector, which is left as is. */
 int dist_normalize(float *v, size_t n);
 /* 1 if every value is finite. */
 int dist_all_finite(const float *v, size_t n);
