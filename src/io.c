@@ -135,17 +135,41 @@ static int fault_slow(void)
     return 0;
 }
 
-/* Called at the start of every counted call: -1 (errno set) means "fail it". */
-static inline int fault_enter(void)
+/* Start of every counted call; -1 (errno set) means "fail it". While a crash
+ * fault is armed and has not fired, it returns with g_mu held (*locked = 1):
+ * the call, its bookkeeping and the crash decision are then atomic, so a
+ * crash point is a clean cut even with several threads doing I/O. */
+static inline int enter(int *locked)
 {
+    *locked = 0;
     if (!atomic_load_explicit(&g_on, memory_order_relaxed))
         return 0;
+    if (atomic_load(&g_tracking)) {
+        pthread_mutex_lock(&g_mu);
+        if (fault_slow() != 0) {
+            int e = errno;
+            pthread_mutex_unlock(&g_mu);
+            errno = e;
+            return -1;
+        }
+        if (atomic_load(&g_tracking)) {
+            *locked = 1;
+            return 0;
+        }
+        pthread_mutex_unlock(&g_mu);
+        return 0;
+    }
     return fault_slow();
 }
 
-static inline int tracking(void)
+/* End of a call begun by enter(); keeps errno. */
+static inline void leave(int locked)
 {
-    return atomic_load_explicit(&g_on, memory_order_relaxed) && atomic_load(&g_tracking);
+    if (locked) {
+        int e = errno;
+        pthread_mutex_unlock(&g_mu);
+        errno = e;
+    }
 }
 
 /* ---- crash model bookkeeping (g_mu held) ------------------------------- */
@@ -346,11 +370,11 @@ static void ops_free(void)
 
 int io_open(const char *path, int flags, int mode)
 {
-    if (fault_enter())
+    int L;
+    if (enter(&L))
         return -1;
-    if (!tracking())
+    if (!L)
         return open(path, flags | O_CLOEXEC, mode);
-    pthread_mutex_lock(&g_mu);
     struct stat st;
     int existed = lstat(path, &st) == 0;
     /* O_TRUNC is data loss of the synced content: do it as a tracked truncate. */
@@ -372,7 +396,7 @@ int io_open(const char *path, int flags, int mode)
             }
         }
     }
-    pthread_mutex_unlock(&g_mu);
+    leave(L);
     return fd;
 }
 
@@ -385,7 +409,8 @@ int io_close(int fd)
 
 ssize_t io_pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
-    if (fault_enter())
+    int L;
+    if (enter(&L))
         return -1;
     size_t done = 0;
     while (done < len) {
@@ -393,12 +418,14 @@ ssize_t io_pread_full(int fd, void *buf, size_t len, uint64_t off)
         if (r < 0) {
             if (errno == EINTR)
                 continue;
+            leave(L);
             return -1;
         }
         if (r == 0)
             break;
         done += (size_t)r;
     }
+    leave(L);
     return (ssize_t)done;
 }
 
@@ -429,14 +456,14 @@ static int pwrite_loop(int fd, const void *buf, size_t len, uint64_t off)
 
 int io_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
-    if (fault_enter())
+    int L;
+    if (enter(&L))
         return -1;
-    if (!tracking())
+    if (!L)
         return pwrite_loop(fd, buf, len, off);
-    pthread_mutex_lock(&g_mu);
     track_write(fd, off, len);
     int rc = pwrite_loop(fd, buf, len, off);
-    pthread_mutex_unlock(&g_mu);
+    leave(L);
     return rc;
 }
 
@@ -457,11 +484,11 @@ static int write_loop(int fd, const void *buf, size_t len)
 
 int io_write_full(int fd, const void *buf, size_t len)
 {
-    if (fault_enter())
+    int L;
+    if (enter(&L))
         return -1;
-    if (!tracking())
+    if (!L)
         return write_loop(fd, buf, len);
-    pthread_mutex_lock(&g_mu);
     off_t off;
     struct stat st;
     int fl = fcntl(fd, F_GETFL);
@@ -472,17 +499,17 @@ int io_write_full(int fd, const void *buf, size_t len)
     if (off >= 0)
         track_write(fd, (uint64_t)off, len);
     int rc = write_loop(fd, buf, len);
-    pthread_mutex_unlock(&g_mu);
+    leave(L);
     return rc;
 }
 
 int io_fsync(int fd)
 {
-    if (fault_enter())
+    int L;
+    if (enter(&L))
         return -1;
-    if (!tracking())
+    if (!L)
         return fsync(fd);
-    pthread_mutex_lock(&g_mu);
     int rc = fsync(fd);
     struct stat st;
     if (rc == 0 && fstat(fd, &st) == 0) {
@@ -493,17 +520,17 @@ int io_fsync(int fd)
             ent_free_undo(e);
         }
     }
-    pthread_mutex_unlock(&g_mu);
+    leave(L);
     return rc;
 }
 
 int io_ftruncate(int fd, uint64_t len)
 {
-    if (fault_enter())
+    int L;
+    if (enter(&L))
         return -1;
-    if (!tracking())
+    if (!L)
         return ftruncate(fd, (off_t)len);
-    pthread_mutex_lock(&g_mu);
     inode_ent *e = ent_get(fd);
     if (e) {
         if (len < e->synced_len)
@@ -511,20 +538,17 @@ int io_ftruncate(int fd, uint64_t len)
         e->dirty = 1;
     }
     int rc = ftruncate(fd, (off_t)len);
-    pthread_mutex_unlock(&g_mu);
+    leave(L);
     return rc;
 }
 
-/* Shared by rename and rename-noreplace: record the op (stashing a replaced
- * target) under g_mu, then do it. */
+/* Shared by rename and rename-noreplace, g_mu held: do it and record the op
+ * (stashing a replaced target). */
 static int tracked_rename(const char *from, const char *to, int noreplace)
 {
-    pthread_mutex_lock(&g_mu);
     ns_op tmp = {0};
-    if (!noreplace && stash_file(to, &tmp) != 0) {
-        pthread_mutex_unlock(&g_mu);
+    if (!noreplace && stash_file(to, &tmp) != 0)
         return -1;
-    }
     int rc = noreplace ? renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) : rename(from, to);
     if (rc == 0) {
         ns_op *op = op_add(OP_RENAME, from, to);
@@ -540,25 +564,31 @@ static int tracked_rename(const char *from, const char *to, int noreplace)
         }
     }
     free(tmp.stash);
-    pthread_mutex_unlock(&g_mu);
     return rc;
 }
 
 int io_rename(const char *from, const char *to)
 {
-    if (fault_enter())
+    int L;
+    if (enter(&L))
         return -1;
-    if (!tracking())
+    if (!L)
         return rename(from, to);
-    return tracked_rename(from, to, 0);
+    int rc = tracked_rename(from, to, 0);
+    leave(L);
+    return rc;
 }
 
 int io_renameat_noreplace(const char *from, const char *to)
 {
-    if (fault_enter())
+    int L;
+    if (enter(&L))
         return -1;
-    if (tracking())
-        return tracked_rename(from, to, 1);
+    if (L) {
+        int rc = tracked_rename(from, to, 1);
+        leave(L);
+        return rc;
+    }
     int rc = renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
     if (rc != 0 && errno == EINVAL) {
         /* The filesystem lacks RENAME_NOREPLACE. For a file, link + unlink
@@ -582,11 +612,11 @@ int io_renameat_noreplace(const char *from, const char *to)
 
 int io_unlink(const char *path)
 {
-    if (fault_enter())
+    int L;
+    if (enter(&L))
         return -1;
-    if (!tracking())
+    if (!L)
         return unlink(path);
-    pthread_mutex_lock(&g_mu);
     ns_op tmp = {0};
     int rc = stash_file(path, &tmp);
     if (rc == 0)
@@ -603,75 +633,84 @@ int io_unlink(const char *path)
         }
     }
     free(tmp.stash);
-    pthread_mutex_unlock(&g_mu);
+    leave(L);
     return rc;
 }
 
 int io_mkdir(const char *path, int mode)
 {
-    if (fault_enter())
+    int L;
+    if (enter(&L))
         return -1;
-    if (!tracking())
+    if (!L)
         return mkdir(path, (mode_t)mode);
-    pthread_mutex_lock(&g_mu);
     int rc = mkdir(path, (mode_t)mode);
     if (rc == 0)
         op_set_ino(op_add(OP_MKDIR, path, NULL), path);
-    pthread_mutex_unlock(&g_mu);
+    leave(L);
     return rc;
 }
 
 int io_rmdir(const char *path)
 {
-    if (fault_enter())
+    int L;
+    if (enter(&L))
         return -1;
-    if (!tracking())
+    if (!L)
         return rmdir(path);
-    pthread_mutex_lock(&g_mu);
     int rc = rmdir(path);
     if (rc == 0)
         op_add(OP_RMDIR, path, NULL);
-    pthread_mutex_unlock(&g_mu);
+    leave(L);
     return rc;
 }
 
 int io_link(const char *from, const char *to)
 {
-    if (fault_enter())
+    int L;
+    if (enter(&L))
         return -1;
-    if (!tracking())
+    if (!L)
         return link(from, to);
-    pthread_mutex_lock(&g_mu);
     int rc = link(from, to);
     if (rc == 0)
         op_set_ino(op_add(OP_LINK, to, NULL), to);
-    pthread_mutex_unlock(&g_mu);
+    leave(L);
     return rc;
 }
 
 int io_fsync_dir(const char *dir)
 {
-    if (fault_enter())
+    int L;
+    if (enter(&L))
         return -1;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0) {
+        leave(L);
         return -1;
-    int rc = fsync(fd);
-    if (rc == 0 && tracking()) {
-        struct stat st;
-        pthread_mutex_lock(&g_mu);
-        if (fstat(fd, &st) == 0) {
-            for (size_t i = 0; i < g_n_ops; i++) {
-                ns_op *op = &g_ops[i];
-                if (op->pend_a && op->da_dev == st.st_dev && op->da_ino == st.st_ino)
-                    op->pend_a = 0;
-                if (op->pend_b && op->db_dev == st.st_dev && op->db_ino == st.st_ino)
-                    op->pend_b = 0;
-            }
-        }
-        pthread_mutex_unlock(&g_mu);
     }
+    if (!L) {
+        int rc = fsync(fd);
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return rc;
+    }
+    /* g_mu is held across the fsync: an operation recorded between the
+     * fsync and the marking below must not be counted as durable. */
+    int rc = fsync(fd);
     int saved = errno;
+    struct stat st;
+    if (rc == 0 && fstat(fd, &st) == 0) {
+        for (size_t i = 0; i < g_n_ops; i++) {
+            ns_op *op = &g_ops[i];
+            if (op->pend_a && op->da_dev == st.st_dev && op->da_ino == st.st_ino)
+                op->pend_a = 0;
+            if (op->pend_b && op->db_dev == st.st_dev && op->db_ino == st.st_ino)
+                op->pend_b = 0;
+        }
+    }
+    leave(L);
     close(fd);
     errno = saved;
     return rc;
@@ -679,10 +718,13 @@ int io_fsync_dir(const char *dir)
 
 int io_fstat_size(int fd, uint64_t *size)
 {
-    if (fault_enter())
+    int L;
+    if (enter(&L))
         return -1;
     struct stat st;
-    if (fstat(fd, &st) != 0)
+    int rc = fstat(fd, &st);
+    leave(L);
+    if (rc != 0)
         return -1;
     *size = (uint64_t)st.st_size;
     return 0;
@@ -779,8 +821,9 @@ fail: {
     int e = errno;
     if (fd >= 0)
         io_close(fd);
-    /* Best effort: the old file is intact either way. */
-    unlink(tmp);
+    /* Best effort, through io_ so that nothing touches the disk after a
+     * simulated crash: the old file is intact either way. */
+    io_unlink(tmp);
     free(tmp);
     free(dst);
     return dv_errorf(err, dv_code_from_errno(e), "io: atomic write %s/%s: %s: %s", dir, name, what, strerror(e));
@@ -937,9 +980,11 @@ static int cmp_str(const void *a, const void *b)
 
 dv_code io_list_dir(const char *dir, char ***names, size_t *n_names, dv_err *err)
 {
-    if (fault_enter())
+    int L;
+    if (enter(&L))
         return dv_errorf(err, dv_code_from_errno(errno), "io: list %s: %s", dir, strerror(errno));
     DIR *d = opendir(dir);
+    leave(L); /* the listing below only reads */
     if (!d) {
         int e = errno;
         return dv_errorf(err, dv_code_from_errno(e), "io: list %s: %s", dir, strerror(e));

@@ -191,7 +191,9 @@ static uint64_t rec_valid_at(const uint8_t *buf, uint64_t size, uint64_t off, ui
     const uint8_t *h = buf + off;
     uint32_t len = get_u32(h);
     uint64_t seq = get_u64(h + 12);
-    if (any_from ? seq < want : seq != want)
+    /* any_from: a segment of `size` bytes cannot hold a seq further than
+     * size / WAL_REC_HDR past want; the bound keeps random bytes cheap. */
+    if (any_from ? (seq < want || seq - want > size / WAL_REC_HDR) : seq != want)
         return 0;
     if (len > WAL_RECORD_MAX || size - off - WAL_REC_HDR < len)
         return 0;
@@ -556,7 +558,7 @@ dv_code wal_open(const char *dir, dv_fsync_policy policy, uint32_t interval_ms, 
         /* Seq continuity: a segment may skip seqs only if a checkpoint
          * covered them (they are <= after_seq); otherwise records are lost. */
         uint64_t expect = i == 0 ? (after_seq + 1 < fs ? after_seq + 1 : fs) : next;
-        if (fs < expect || (fs > expect && fs - 1 > after_seq)) {
+        if (fs == 0 || fs < expect || (fs > expect && fs - 1 > after_seq)) {
             rc = dv_errorf(err, DV_ECORRUPT,
                            "wal: %s: segment starts at seq %" PRIu64 " but seq %" PRIu64
                            " was expected (records missing or overlapping)",
