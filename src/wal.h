@@ -1,7 +1,7 @@
 /* wal.h - append-only write-ahead log, one per collection (a directory of segments).
  *
  * Record = header (length, checksum, seq, type) + payload; format in wal.c and
- * docs/format.md. Sequence numbers are assigned by wal_append, strictly
+ * docs/format-wal.md. Sequence numbers are assigned by wal_append, strictly
  * increasing across segments and reopenings.
  *
  * Group commit: concurrent wal_append callers share one fsync; each returns
@@ -23,7 +23,7 @@ typedef struct wal_stats {
     uint64_t bytes;          /* total size of live segments */
     uint64_t fsyncs;
     double fsync_seconds;
-    uint64_t fsync_hist[12]; /* same buckets as dv_db_stats.wal_fsync_hist */
+    uint64_t fsync_hist[12]; /* same buckets as dv_db_stats.wal_fsync_hist; one count per bucket, not cumulative */
 } wal_stats;
 
 /* Callback for replay: return DV_OK to continue, else stop with that code. */
