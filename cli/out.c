@@ -1,0 +1,254 @@
+/*
+ * out.c - everything the CLI prints for humans and scripts: --json output
+ * (the server's data, value-exact), aligned tables, key/value listings and
+ * progress reporting on stderr.
+ *
+ * Invariants: data goes to stdout, progress and messages to stderr, so
+ * `vectordb-cli --json ... | jq` always sees clean JSON; a progress bar is
+ * drawn only when stderr is a terminal, otherwise plain lines are printed at
+ * most every interval_s (DVECDB_PROGRESS_INTERVAL, default 5 s).
+ */
+#include "cli.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void out_json(const json_t *v)
+{
+    /* Reals are written with 17 significant digits: they parse back to the
+     * same doubles the server sent. */
+    char *s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY |
+                                JSON_REAL_PRECISION(17));
+    if (s) {
+        fputs(s, stdout);
+        fputc('\n', stdout);
+        free(s);
+    }
+}
+
+json_t *out_get(const json_t *obj, const char *path)
+{
+    char alt[256];
+    const char *p = path;
+    while (*p) {
+        const char *bar = strchr(p, '|');
+        size_t n = bar ? (size_t)(bar - p) : strlen(p);
+        if (n >= sizeof alt)
+            n = sizeof alt - 1;
+        memcpy(alt, p, n);
+        alt[n] = '\0';
+        const json_t *cur = obj;
+        char *save = NULL;
+        for (char *k = strtok_r(alt, ".", &save); k && cur; k = strtok_r(NULL, ".", &save))
+            cur = json_is_object(cur) ? json_object_get(cur, k) : NULL;
+        if (cur && !json_is_null(cur))
+            return (json_t *)cur;
+        p = bar ? bar + 1 : p + n;
+    }
+    return NULL;
+}
+
+void out_value(const json_t *v, char *buf, size_t cap)
+{
+    if (!v || json_is_null(v)) {
+        snprintf(buf, cap, "-");
+    } else if (json_is_string(v)) {
+        snprintf(buf, cap, "%s", json_string_value(v));
+    } else if (json_is_integer(v)) {
+        snprintf(buf, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    } else if (json_is_real(v)) {
+        snprintf(buf, cap, "%.6g", json_real_value(v));
+    } else if (json_is_boolean(v)) {
+        snprintf(buf, cap, "%s", json_is_true(v) ? "true" : "false");
+    } else {
+        char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+        if (!s) {
+            snprintf(buf, cap, "?");
+            return;
+        }
+        if (strlen(s) > 60 && cap > 64)
+            snprintf(buf, cap, "%.57s...", s);
+        else
+            snprintf(buf, cap, "%s", s);
+        free(s);
+    }
+}
+
+void out_table(const json_t *rows, const out_col *cols, size_t n_cols)
+{
+    size_t n_rows = json_array_size(rows);
+    if (n_rows == 0) {
+        printf("(none)\n");
+        return;
+    }
+    enum { CELL = 128 };
+    char *cells = calloc(n_rows * n_cols, CELL);
+    size_t *w = calloc(n_cols, sizeof *w);
+    if (!cells || !w) {
+        free(cells);
+        free(w);
+        return;
+    }
+    for (size_t c = 0; c < n_cols; c++)
+        w[c] = strlen(cols[c].header);
+    for (size_t r = 0; r < n_rows; r++)
+        for (size_t c = 0; c < n_cols; c++) {
+            char *cell = cells + (r * n_cols + c) * CELL;
+            out_value(out_get(json_array_get(rows, r), cols[c].path), cell, CELL);
+            if (strlen(cell) > w[c])
+                w[c] = strlen(cell);
+        }
+    for (size_t c = 0; c < n_cols; c++)
+        printf("%-*s%s", c + 1 < n_cols ? (int)w[c] : 0, cols[c].header, c + 1 < n_cols ? "  " : "\n");
+    for (size_t r = 0; r < n_rows; r++)
+        for (size_t c = 0; c < n_cols; c++)
+            printf("%-*s%s", c + 1 < n_cols ? (int)w[c] : 0, cells + (r * n_cols + c) * CELL,
+                   c + 1 < n_cols ? "  " : "\n");
+    free(cells);
+    free(w);
+}
+
+static void kv_rec(const json_t *obj, int indent)
+{
+    const char *k;
+    json_t *v;
+    size_t width = 0;
+    json_object_foreach((json_t *)obj, k, v) if (strlen(k) > width) width = strlen(k);
+    json_object_foreach((json_t *)obj, k, v)
+    {
+        if (json_is_object(v) && json_object_size(v) > 0) {
+            printf("%*s%s:\n", indent, "", k);
+            kv_rec(v, indent + 2);
+        } else {
+            char buf[512];
+            out_value(v, buf, sizeof buf);
+            printf("%*s%-*s  %s\n", indent, "", (int)width + 1, k, buf);
+        }
+    }
+}
+
+void out_kv(const json_t *obj)
+{
+    kv_rec(obj, 0);
+}
+
+/* Generic rendering: arrays of objects become a table over the union of the
+ * first row's scalar keys; objects become key/value lines. */
+void out_auto(const cli_ctx *ctx, json_t *data)
+{
+    (void)ctx;
+    if (json_is_array(data) && json_array_size(data) && json_is_object(json_array_get(data, 0))) {
+        out_col cols[16];
+        size_t n = 0;
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_array_get(data, 0), k, v)
+        {
+            if (n < 16) {
+                cols[n].header = k;
+                cols[n].path = k;
+                n++;
+            }
+        }
+        out_table(data, cols, n);
+    } else if (json_is_object(data)) {
+        out_kv(data);
+    } else if (json_is_array(data) && json_array_size(data) == 0) {
+        printf("(none)\n");
+    } else if (data) {
+        char buf[1024];
+        out_value(data, buf, sizeof buf);
+        printf("%s\n", buf);
+    }
+}
+
+void out_commas(uint64_t v, char *buf, size_t cap)
+{
+    char tmp[32];
+    int n = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)v);
+    size_t o = 0;
+    for (int i = 0; i < n && o + 2 < cap; i++) {
+        if (i && (n - i) % 3 == 0)
+            buf[o++] = ',';
+        buf[o++] = tmp[i];
+    }
+    buf[o] = '\0';
+}
+
+static void fmt_dur(double s, char *buf, size_t cap)
+{
+    if (!isfinite(s) || s < 0) {
+        snprintf(buf, cap, "--:--");
+        return;
+    }
+    if (s > 359999)
+        s = 359999; /* 99:59:59 is plenty for an ETA */
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else
+        snprintf(buf, cap, "%ld:%02ld", t / 60, t % 60);
+}
+
+void out_progress_init(out_progress *p, const cli_ctx *ctx, const char *label, const char *unit)
+{
+    memset(p, 0, sizeof *p);
+    p->label = label;
+    p->unit = unit;
+    p->tty = ctx->stderr_tty;
+    p->start_s = dv_mono_s();
+    p->last_s = -1e9;
+    const char *iv = getenv("DVECDB_PROGRESS_INTERVAL");
+    p->interval_s = iv ? atof(iv) : 5.0;
+    if (p->interval_s <= 0)
+        p->interval_s = 5.0;
+}
+
+void out_progress_show(out_progress *p, uint64_t count, uint64_t total, double frac,
+                       const char *extra, int force)
+{
+    double now = dv_mono_s();
+    double min_gap = p->tty ? 0.1 : p->interval_s;
+    if (!force && now - p->last_s < min_gap)
+        return;
+    p->last_s = now;
+    double el = now - p->start_s;
+    if (frac < 0 && total)
+        frac = (double)count / (double)total;
+    if (frac > 1)
+        frac = 1;
+    double rate = el > 0 ? (double)count / el : 0;
+    double eta = frac > 0 ? el * (1 - frac) / frac : -1;
+    char c1[32], c2[32], e[32], ebuf[32];
+    out_commas(count, c1, sizeof c1);
+    out_commas(total, c2, sizeof c2);
+    fmt_dur(eta, e, sizeof e);
+    fmt_dur(el, ebuf, sizeof ebuf);
+    if (p->tty) {
+        char bar[31];
+        int fill = frac >= 0 ? (int)(frac * 30) : 0;
+        for (int i = 0; i < 30; i++)
+            bar[i] = frac < 0 ? '.' : i < fill ? '#' : '-';
+        bar[30] = '\0';
+        fprintf(stderr, "\r%s [%s] %3.0f%% %s%s%s %s %.0f/s ETA %s%s%s\033[K", p->label, bar,
+                frac >= 0 ? frac * 100 : 0.0, c1, total ? "/" : "", total ? c2 : "", p->unit,
+                rate, e, extra ? " " : "", extra ? extra : "");
+    } else {
+        fprintf(stderr, "%s: %s%s%s %s", p->label, c1, total ? "/" : "", total ? c2 : "",
+                p->unit);
+        if (frac >= 0)
+            fprintf(stderr, " (%.1f%%)", frac * 100);
+        fprintf(stderr, ", %.0f %s/s, elapsed %s, ETA %s%s%s\n", rate, p->unit, ebuf, e,
+                extra ? ", " : "", extra ? extra : "");
+    }
+    p->shown = 1;
+    fflush(stderr);
+}
+
+void out_progress_end(out_progress *p)
+{
+    if (p->tty && p->shown)
+        fputc('\n', stderr);
+    p->shown = 0;
+}
