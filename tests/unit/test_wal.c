@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,10 +59,20 @@ static void seen_free(seen *s)
     memset(s, 0, sizeof *s);
 }
 
+/* A fresh test directory path (not created). Tests that loop over many
+ * simulated crashes use tmpfs when there is one: the power-loss model is
+ * io.c's, so a real fsync would only cost time. */
+static void fresh_dir_on(char *buf, size_t n, const char *tag, int real_disk)
+{
+    struct stat st;
+    const char *base = !real_disk && stat("/dev/shm", &st) == 0 && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    snprintf(buf, n, "%s/dv_test_wal_%d_%s", base, (int)getpid(), tag);
+    io_remove_tree(buf, NULL);
+}
+
 static void fresh_dir(char *buf, size_t n, const char *tag)
 {
-    snprintf(buf, n, "/tmp/dv_test_wal_%d_%s", (int)getpid(), tag);
-    io_remove_tree(buf, NULL);
+    fresh_dir_on(buf, n, tag, 0);
 }
 
 /* Payload of record i of the test workloads: variable length, recognisable. */
@@ -445,7 +456,7 @@ static void *appender(void *p)
 TEST(concurrent_appenders_share_fsyncs_and_replay_in_order)
 {
     char d[256];
-    fresh_dir(d, sizeof d, "conc");
+    fresh_dir_on(d, sizeof d, "conc", 1); /* real fsyncs: group commit needs them to take time */
     dv_err e = {0};
     wal *w;
     CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
@@ -678,6 +689,204 @@ TEST(interval_policy_syncs_in_background_and_never_policy_only_at_close)
     CHECK(wal_close(w, &e) == DV_OK);
     seen_free(&s);
     io_remove_tree(d, NULL);
+}
+
+/* ---- concurrency under faults ------------------------------------------ */
+
+typedef struct cthr {
+    wal *w;
+    int id, n;
+    uint64_t *acked; /* seq of each acknowledged append, 0 if not */
+    int first_fail;  /* index of the first failed append, n if none */
+    int ok_after_fail;
+} cthr;
+
+static void *c_appender(void *p)
+{
+    cthr *a = p;
+    a->first_fail = a->n;
+    for (int i = 0; i < a->n; i++) {
+        char buf[64];
+        int len = snprintf(buf, sizeof buf, "t%d-%d", a->id, i);
+        uint64_t seq = 0;
+        if (wal_append(a->w, (uint8_t)a->id, buf, (size_t)len, &seq, NULL) == DV_OK) {
+            a->acked[i] = seq;
+            if (a->first_fail < a->n)
+                a->ok_after_fail = 1;
+        } else if (a->first_fail == a->n) {
+            a->first_fail = i;
+        }
+    }
+    return NULL;
+}
+
+/* Run T threads x per appends on an open wal; fills th[]. */
+static void run_appenders(wal *w, cthr *th, int T, int per)
+{
+    pthread_t pt[8];
+    for (int t = 0; t < T; t++) {
+        th[t] = (cthr){w, t, per, calloc((size_t)per, sizeof(uint64_t)), 0, 0};
+        pthread_create(&pt[t], NULL, c_appender, &th[t]);
+    }
+    for (int t = 0; t < T; t++)
+        pthread_join(pt[t], NULL);
+}
+
+/* Every acknowledged append of th[] is in s with its own payload. */
+static int all_acked_replayed(const seen *s, const cthr *th, int T, char *why, size_t why_cap)
+{
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < th[t].n; i++) {
+            uint64_t seq = th[t].acked[i];
+            if (!seq)
+                continue;
+            char want[64];
+            snprintf(want, sizeof want, "t%d-%d", t, i);
+            if (seq > s->n || strcmp(s->payload[seq - 1], want) != 0) {
+                snprintf(why, why_cap, "acknowledged seq %" PRIu64 " (%s) missing or wrong (replayed %zu)", seq, want,
+                         s->n);
+                return 0;
+            }
+        }
+    return 1;
+}
+
+TEST(concurrent_crash_keeps_every_acknowledged_append_of_every_thread)
+{
+    char d[256], why[256];
+    fresh_dir(d, sizeof d, "ccrash");
+    enum { T = 4 };
+    int per = QUICK ? 8 : 15;
+    /* Sample crash points across the workload (its call count varies with
+     * how the groups form, so sample up to a generous bound). */
+    for (uint64_t k = 1; k <= (uint64_t)(T * per * 3); k += QUICK ? 7 : 3) {
+        io_remove_tree(d, NULL);
+        wal *w;
+        dv_err e = {0};
+        CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
+        wal_set_segment_bytes(w, 256);
+        io_fault_arm(IO_FAULT_CRASH, k, 0);
+        cthr th[T];
+        run_appenders(w, th, T, per);
+        wal_close(w, NULL);
+        io_crash_apply(k % 2 ? 4096 : 0);
+        seen s = {0};
+        CHECKF(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, collect, &s, NULL, &w, &e) == DV_OK, "k=%" PRIu64 ": %s", k,
+               e.msg);
+        for (size_t i = 0; i < s.n; i++)
+            CHECK(s.seq[i] == i + 1);
+        int ok = all_acked_replayed(&s, th, T, why, sizeof why);
+        CHECKF(ok, "crash at %" PRIu64 ": %s", k, why);
+        for (int t = 0; t < T; t++) {
+            CHECK(!th[t].ok_after_fail);
+            free(th[t].acked);
+        }
+        CHECK(wal_close(w, &e) == DV_OK);
+        seen_free(&s);
+    }
+    io_remove_tree(d, NULL);
+}
+
+TEST(concurrent_fsync_failure_fails_its_whole_group_and_loses_no_acknowledged)
+{
+    char d[256], why[256];
+    fresh_dir(d, sizeof d, "cfail");
+    enum { T = 4 };
+    int per = 40;
+    for (uint64_t k = 10; k <= 200; k += 19) {
+        io_remove_tree(d, NULL);
+        wal *w;
+        dv_err e = {0};
+        CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
+        io_fault_arm(IO_FAULT_EIO, k, 0); /* one-shot: only poisoning stops later appends */
+        cthr th[T];
+        run_appenders(w, th, T, per);
+        io_fault_disarm();
+        int poisoned = wal_poisoned(w);
+        wal_close(w, NULL);
+        int n_fail = 0;
+        for (int t = 0; t < T; t++) {
+            CHECKF(!th[t].ok_after_fail, "k=%" PRIu64 ": thread %d acknowledged after a failure", k, t);
+            n_fail += th[t].first_fail < per;
+        }
+        CHECK(poisoned == (n_fail > 0));
+        CHECK(n_fail > 0); /* the failed call is always a wal write or fsync */
+        seen s = {0};
+        CHECKF(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, collect, &s, NULL, &w, &e) == DV_OK, "%s", e.msg);
+        int ok = all_acked_replayed(&s, th, T, why, sizeof why);
+        CHECKF(ok, "k=%" PRIu64 ": %s", k, why);
+        CHECK(wal_close(w, &e) == DV_OK);
+        seen_free(&s);
+        for (int t = 0; t < T; t++)
+            free(th[t].acked);
+    }
+    io_remove_tree(d, NULL);
+}
+
+typedef struct maint_arg {
+    wal *w;
+    const char *bk;
+    atomic_int stop;
+    int errors;
+} maint_arg;
+
+/* Rotate, truncate, copy and read stats while appenders run (for TSan). */
+static void *maintainer(void *p)
+{
+    maint_arg *m = p;
+    int round = 0;
+    while (!atomic_load(&m->stop)) {
+        wal_stats st;
+        wal_stats_get(m->w, &st);
+        if (wal_rotate(m->w, NULL) != DV_OK)
+            m->errors++;
+        uint64_t last = wal_last_seq(m->w);
+        if (last > 10 && wal_truncate_upto(m->w, last - 10, NULL) != DV_OK)
+            m->errors++;
+        if (++round % 4 == 0 && wal_copy_to(m->w, m->bk, NULL) != DV_OK)
+            m->errors++;
+        if (wal_sync(m->w, NULL) != DV_OK)
+            m->errors++;
+        usleep(500);
+    }
+    return NULL;
+}
+
+TEST(appends_race_rotate_truncate_copy_and_stats_safely)
+{
+    char d[256], bk[256];
+    fresh_dir(d, sizeof d, "race");
+    fresh_dir(bk, sizeof bk, "race_bk");
+    dv_err e = {0};
+    for (int pol = 0; pol < 3; pol++) {
+        io_remove_tree(d, NULL);
+        wal *w;
+        CHECK(wal_open(d, (dv_fsync_policy)pol, 2, 0, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
+        maint_arg m = {w, bk, 0, 0};
+        pthread_t mt;
+        pthread_create(&mt, NULL, maintainer, &m);
+        enum { T = 4 };
+        cthr th[T];
+        run_appenders(w, th, T, QUICK ? 50 : 200);
+        atomic_store(&m.stop, 1);
+        pthread_join(mt, NULL);
+        CHECK(m.errors == 0);
+        uint64_t last = wal_last_seq(w);
+        CHECK(last == (uint64_t)(T * th[0].n));
+        CHECK(wal_close(w, &e) == DV_OK);
+        for (int t = 0; t < T; t++) {
+            CHECK(th[t].first_fail == th[t].n);
+            free(th[t].acked);
+        }
+        /* The truncated log replays from any point it still covers. */
+        seen s = {0};
+        CHECKF(wal_open(d, DV_FSYNC_ALWAYS, 0, last - 10, 1, collect, &s, NULL, &w, &e) == DV_OK, "%s", e.msg);
+        CHECK(s.n == 10 && s.seq[9] == last);
+        CHECK(wal_close(w, &e) == DV_OK);
+        seen_free(&s);
+    }
+    io_remove_tree(d, NULL);
+    io_remove_tree(bk, NULL);
 }
 
 T_MAIN()
