@@ -1,0 +1,100 @@
+#!/bin/sh
+# bench/run.sh - the benchmarks of issue 2 item 7: d-vecDB's HNSW against
+# hnswlib (compiled here, -O3 -march=native), python3-hnswlib and FAISS
+# IndexHNSWFlat, on Fashion-MNIST (60,000 x 784, Euclidean) and a synthetic
+# clustered 1536-dim set (20,000, cosine); M=16, ef_construction=200.
+#
+#   make bench                 full run; rewrites docs/benchmarks.md and
+#                              bench/results/ (plot, raw JSON, perf profiles)
+#   BENCH_SMOKE=1 bench/run.sh tiny sizes, everything exercised, < 1 minute;
+#                              output only under bench/out/smoke (make test)
+#
+# Datasets and binaries go to bench/out/ (gitignored), written once and reused.
+set -eu
+cd "$(dirname "$0")/.."
+PY=/usr/bin/python3
+SMOKE=${BENCH_SMOKE:-0}
+EFS=10,20,40,80,120,200,400
+THREADS=1,2
+if [ "$SMOKE" = 1 ]; then
+    OUT=bench/out/smoke
+    REPS=1
+else
+    OUT=bench/out
+    REPS=3
+fi
+BIN=bench/out/bin
+RES=$OUT/results
+mkdir -p "$BIN" "$RES"
+rm -f "$RES"/*.json
+t_start=$(date +%s)
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# 1. our library (BENCH_LIB=path: use that archive instead of running make),
+#    then the two native drivers (rebuilt only when stale)
+LIB=${BENCH_LIB:-build/libdvecdb.a}
+[ -n "${BENCH_LIB:-}" ] || make -s build/libdvecdb.a
+stale() { # stale OUTPUT INPUT... : 0 if OUTPUT is missing or older than any INPUT
+    out=$1; shift
+    [ -e "$out" ] || return 0
+    for f in "$@"; do [ "$f" -nt "$out" ] && return 0; done
+    return 1
+}
+if stale $BIN/dvecdb_bench bench/dvecdb_bench.c bench/bench_common.h "$LIB" src/hnsw.h; then
+    cc -std=c11 -O3 -g -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude -Isrc -pthread \
+        bench/dvecdb_bench.c "$LIB" -o $BIN/dvecdb_bench -ljansson -lxxhash -lm
+fi
+if stale $BIN/hnswlib_bench bench/hnswlib_bench.cpp bench/bench_common.h /usr/include/hnswlib/hnswalg.h; then
+    g++ -std=c++17 -O3 -march=native -g -Wall -Wextra -Werror -pthread -Ibench \
+        bench/hnswlib_bench.cpp -o $BIN/hnswlib_bench
+fi
+
+# 2. the datasets, once (prep.py skips what is up to date)
+if [ "$SMOKE" = 1 ]; then $PY bench/prep.py --smoke --out "$OUT"; else $PY bench/prep.py --out "$OUT"; fi
+
+# 3. every system on every dataset, one after the other (never concurrently)
+for spec in fmnist:euclidean synth1536:cosine; do
+    ds=${spec%%:*}
+    metric=${spec#*:}
+    data=$OUT/$ds
+    cp "$data.json" "$RES/$ds.json"
+    echo "== $ds: d-vecDB" >&2
+    $BIN/dvecdb_bench "$data" "$metric" $EFS $REPS $THREADS >"$RES/$ds.dvecdb.json"
+    echo "== $ds: hnswlib (native)" >&2
+    $BIN/hnswlib_bench "$data" "$metric" $EFS $REPS $THREADS >"$RES/$ds.hnswlib.json"
+    echo "== $ds: python3-hnswlib" >&2
+    $PY bench/py_bench.py --system hnswlib-py "$data" "$metric" $EFS $REPS $THREADS >"$RES/$ds.hnswlib-py.json"
+    echo "== $ds: FAISS" >&2
+    $PY bench/py_bench.py --system faiss "$data" "$metric" $EFS $REPS $THREADS >"$RES/$ds.faiss.json"
+done
+
+# 4. tables and plot
+if [ "$SMOKE" = 1 ]; then
+    $PY bench/report.py "$RES" "$OUT/results.md" "$OUT/recall-qps.png" --check
+    cat "$OUT/results.md"
+    echo "bench smoke: ok in $(($(date +%s) - t_start)) s (tables: $OUT/results.md)"
+    exit 0
+fi
+
+# 5. full run: where the time goes (flat profile of build + search, both
+#    native drivers, same dataset), kept beside the results for docs/benchmarks.md
+mkdir -p bench/results
+rm -f bench/results/*.json
+cp "$RES"/*.json bench/results/
+if command -v perf >/dev/null 2>&1; then
+    for drv in dvecdb hnswlib; do
+        perf record -q -F 999 -o "$OUT/perf.$drv.data" -- \
+            $BIN/${drv}_bench "$OUT/fmnist" euclidean 80 10 1 >/dev/null 2>&1 || true
+        perf report -q -i "$OUT/perf.$drv.data" --stdio --no-children --sort symbol --percent-limit 1 \
+            2>/dev/null | sed 's/[[:space:]]*$//' | grep -v '^$' >bench/results/perf-$drv-fmnist.txt || true
+    done
+else
+    echo "bench: perf not found (Debian package linux-perf): no profiles" >&2
+fi
+BENCH_DATE="$(date -u '+%Y-%m-%d %H:%M UTC')" BENCH_GIT="$(git rev-parse --short HEAD)" BENCH_LOAD="$load" \
+BENCH_CC="$(cc --version | head -1); $(g++ --version | head -1)" \
+BENCH_SIMD="$($PY -c 'import os,sys; print(os.environ.get("DVECDB_SIMD") or "best (avx512 here)")')" \
+BENCH_HNSWLIB="$(dpkg-query -W -f '${Version}' libhnswlib-dev 2>/dev/null || echo '?')" \
+BENCH_FAISS="$(dpkg-query -W -f '${Version}' python3-faiss 2>/dev/null || echo '?')" \
+    $PY bench/report.py bench/results docs/benchmarks.md bench/results/recall-qps.png --doc
+echo "bench: done in $(($(date +%s) - t_start)) s; see docs/benchmarks.md"
