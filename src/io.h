@@ -64,4 +64,6 @@ int io_crashed(void);
  * torn > 0), undo unsynced renames/creates that were not followed by a dir
  * fsync, then disarm. Tracking is on only while a crash fault is armed. */
 void io_crash_apply(size_t torn);
+/* io_crash_apply() may also be called while the crash point has not been
+ * reached: it then simulates a power loss at that moment. */
 #endif

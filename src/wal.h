@@ -6,7 +6,13 @@
  *
  * Group commit: concurrent wal_append callers share one fsync; each returns
  * only when its own record is durable (policy ALWAYS). A failed write or
- * fsync poisons the wal: every later append returns DV_EFATAL.
+ * fsync poisons the wal: that append returns the I/O error (DV_EIO, DV_ENOSPC;
+ * DV_EFATAL for a failed fsync and for every appender waiting on it), and
+ * every later append, sync and rotate returns DV_EFATAL until the wal is
+ * closed and reopened (reopen re-reads the disk and cuts a half-written record).
+ *
+ * Threads: every function may be called from many threads at once on one
+ * handle, except wal_close (no other call may be in progress or follow).
  */
 #ifndef DV_WAL_H
 #define DV_WAL_H

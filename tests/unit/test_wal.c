@@ -889,4 +889,87 @@ TEST(appends_race_rotate_truncate_copy_and_stats_safely)
     io_remove_tree(bk, NULL);
 }
 
+/* Exact outcome of one flipped byte anywhere in a 3-segment log: in an
+ * earlier segment, or a record of the last segment that is not its last
+ * record, or the last segment's header -> DV_ECORRUPT with that file and
+ * nothing truncated; in the last record -> opens with every other record. */
+TEST(every_single_byte_flip_is_detected_exactly)
+{
+    char d[256];
+    fresh_dir(d, sizeof d, "flipall");
+    dv_err e = {0};
+    wal *w;
+    CHECK(wal_open(d, DV_FSYNC_NEVER, 0, 0, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
+    enum { N = 9 };
+    uint64_t rec_off[N + 1];
+    int rec_seg[N + 1];
+    for (uint64_t i = 1; i <= N; i++) {
+        char buf[512];
+        size_t len = make_payload(buf, sizeof buf, i * 5);
+        CHECK(wal_append(w, 4, buf, len, NULL, &e) == DV_OK);
+        if (i % 3 == 0 && i < N)
+            CHECK(wal_rotate(w, &e) == DV_OK);
+    }
+    CHECK(wal_close(w, &e) == DV_OK);
+    /* Layout: segments start at seqs 1, 4, 7; record offsets follow. */
+    char seg[3][512];
+    uint8_t *orig[3];
+    size_t olen[3];
+    for (int k = 0; k < 3; k++) {
+        snprintf(seg[k], sizeof seg[k], "%s/%020d.log", d, 1 + 3 * k);
+        CHECK(io_read_file(seg[k], &orig[k], &olen[k], NULL) == DV_OK);
+        uint64_t off = 32;
+        for (int r = 0; r < 3; r++) {
+            uint64_t i = (uint64_t)(1 + 3 * k + r);
+            char buf[512];
+            rec_off[i] = off;
+            rec_seg[i] = k;
+            off += 21 + make_payload(buf, sizeof buf, i * 5);
+        }
+        CHECK(off == olen[k]);
+    }
+    int step = QUICK ? 7 : 1;
+    for (int k = 0; k < 3; k++) {
+        for (size_t b = 0; b < olen[k]; b += (size_t)step) {
+            orig[k][b] ^= 0x01;
+            int fd = open(seg[k], O_WRONLY | O_TRUNC);
+            CHECK(fd >= 0 && write(fd, orig[k], olen[k]) == (ssize_t)olen[k]);
+            close(fd);
+            orig[k][b] ^= 0x01;
+            /* Which record holds byte b (0 = the segment header). */
+            uint64_t in_rec = 0;
+            for (uint64_t i = 1; i <= N; i++)
+                if (rec_seg[i] == k && b >= rec_off[i])
+                    in_rec = i;
+            seen s = {0};
+            int64_t torn;
+            w = NULL;
+            dv_code rc = wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, collect, &s, &torn, &w, &e);
+            if (in_rec == N) {
+                CHECKF(rc == DV_OK, "seg %d byte %zu: %s", k, b, e.msg);
+                CHECKF(s.n == N - 1 && torn == (int64_t)rec_off[N], "seg %d byte %zu: n %zu torn %" PRId64, k, b, s.n,
+                       torn);
+                for (size_t i = 0; i < s.n; i++)
+                    CHECK(s.seq[i] == i + 1 && payload_ok(&s, i, (i + 1) * 5));
+                CHECK(wal_close(w, &e) == DV_OK);
+                /* restore the full last segment for the next round */
+                fd = open(seg[k], O_WRONLY | O_TRUNC);
+                CHECK(fd >= 0 && write(fd, orig[k], olen[k]) == (ssize_t)olen[k]);
+                close(fd);
+            } else {
+                CHECKF(rc == DV_ECORRUPT, "seg %d byte %zu (record %" PRIu64 "): rc %d", k, b, in_rec, rc);
+                CHECKF(strstr(e.msg, seg[k]) != NULL, "seg %d byte %zu: %s", k, b, e.msg);
+                CHECK(fsize(seg[k]) == (long)olen[k]);
+            }
+            seen_free(&s);
+        }
+        int fd = open(seg[k], O_WRONLY | O_TRUNC);
+        CHECK(fd >= 0 && write(fd, orig[k], olen[k]) == (ssize_t)olen[k]);
+        close(fd);
+    }
+    for (int k = 0; k < 3; k++)
+        free(orig[k]);
+    io_remove_tree(d, NULL);
+}
+
 T_MAIN()
