@@ -8,7 +8,8 @@
  * against a strict character set, import paths must be absolute, NUL-free,
  * lexically under an import root (or the data directory when none is
  * configured) and, once symlinks are resolved with realpath(), still under
- * it; anything else is 403 without a file being opened.
+ * it; anything else (including a path that does not exist) is 403 without a
+ * file being opened (realpath() only stats and reads links).
  * Jobs: `POST /collections/import?wait=false` runs the import in a thread
  * and answers 202 with a job id; the job table keeps the newest finished
  * jobs (SRV_JOBS_MAX) and every running one; shutdown cancels running jobs
@@ -275,10 +276,10 @@ static int check_import_path(srv_req *r, json_t *v, const char **out)
         return -1;
     }
     if (!realpath(norm, real)) {
-        if (errno == ENOENT || errno == ENOTDIR)
-            srv_reply_err(r, 404, "not_found", "import: path does not exist");
-        else
-            srv_reply_err(r, 403, "forbidden", "import: path cannot be resolved");
+        /* Unresolvable is refused like outside: one answer for every path
+         * that is not an existing file or directory under a root. */
+        srv_reply_err(r, 403, "forbidden", "import: path cannot be resolved (%s)",
+                      errno == ENOENT || errno == ENOTDIR ? "it does not exist" : "not accessible");
         return -1;
     }
     if (!under_roots(real)) {

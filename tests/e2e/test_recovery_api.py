@@ -1,0 +1,233 @@
+"""The recovery routes end to end through the server: the recovery release's own
+procedure (hard delete, orphan import of the original format, backup, soft
+delete, restore, restart), background import jobs, retention expiry, and a
+tampered backup failing verify and restore."""
+import hashlib
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ASAN, QUICK, ROOT
+
+MAKE_LEGACY = os.path.join(ROOT, "tests", "fixtures", "make_legacy.py")
+EMPTY_TRASH = '{"success":true,"data":[],"error":null,"code":null}'
+
+
+def all_points(server, name):
+    pts, offset = {}, 0
+    while True:
+        page = server.ok("GET", "/collections/%s/vectors?offset=%d&limit=2000&include_vectors=true" % (name, offset))
+        for p in page["vectors"]:
+            pts[p["id"]] = p
+        if page["next_offset"] is None:
+            return pts
+        offset = page["next_offset"]
+
+
+def checksum(points):
+    """Over sorted ids, float32 vector bytes and canonical metadata."""
+    h = hashlib.sha256()
+    for pid in sorted(points):
+        p = points[pid]
+        h.update(pid.encode())
+        h.update(np.array(p["vector"], dtype=np.float32).tobytes())
+        h.update(json.dumps(p["metadata"], sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def make_legacy(outdir, n, dim, seed):
+    subprocess.run([sys.executable if os.path.exists(sys.executable) else "/usr/bin/python3", MAKE_LEGACY, str(outdir),
+                    "--n", str(n), "--dim", str(dim), "--seed", str(seed)], check=True, timeout=300)
+    expected = []
+    with open(os.path.join(str(outdir), "expected.jsonl")) as f:
+        for line in f:
+            if line.strip():
+                expected.append(json.loads(line))
+    return expected
+
+
+def exp_vector(e):
+    return e["vector"] if "vector" in e else e["data"]
+
+
+def string_values(md):
+    """Every string value of a metadata object, by dotted key."""
+    out = {}
+    def walk(prefix, v):
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(prefix + "." + k if prefix else k, x)
+        elif isinstance(v, str):
+            out[prefix] = v
+    walk("", md or {})
+    return out
+
+
+def test_recovery_release_procedure_end_to_end(server_factory, tmp_path):
+    roots = tmp_path / "orphans"
+    roots.mkdir()
+    s = server_factory(args=["--import-root", str(roots)])
+    dim = 1536
+    n = 500 if (QUICK or ASAN) else 3000
+    # 1. the incident: a collection that gets hard-deleted
+    s.create("incidents", dim, metric="Euclidean")
+    s.batch("incidents", [{"id": "old%d" % i, "data": [float(i)] * dim} for i in range(3)])
+    hd = s.ok("DELETE", "/collections/incidents/hard-delete")
+    assert hd["hard_deleted"] is True and hd["backup"]["reason"] == "pre-hard-delete"
+    assert hd["backup"]["vector_count"] == 3
+    assert s.req("GET", "/collections/incidents").status_code == 404
+    # 2. an orphan in the original d-vecDB format
+    orphan = roots / "incidents_orphan"
+    expected = make_legacy(orphan, n, dim, 7)
+    assert len(expected) == n
+    src_before = {f: hashlib.sha256((orphan / f).read_bytes()).hexdigest() for f in os.listdir(orphan)}
+    body = {"orphaned_path": str(orphan), "collection_name": "incidents", "dimension": dim,
+            "distance_metric": "Euclidean", "vector_type": "Float32"}
+    rep = s.ok("POST", "/collections/import", body)
+    assert rep["imported"] == n and rep["skipped"] == 0 and rep["bytes_scanned"] > 0
+    # the source is never modified
+    assert {f: hashlib.sha256((orphan / f).read_bytes()).hexdigest() for f in os.listdir(orphan)} == src_before
+    # 3. exact count, vectors bit-exact, metadata text back
+    assert s.ok("GET", "/collections/incidents")["vector_count"] == n
+    got = all_points(s, "incidents")
+    assert len(got) == n
+    for e in expected:
+        p = got[e["id"]]
+        assert np.array_equal(np.array(p["vector"], dtype=np.float32), np.array(exp_vector(e), dtype=np.float32))
+        for k, v in string_values(e.get("metadata")).items():
+            assert string_values(p["metadata"]).get(k) == v, (e["id"], k)
+    one = expected[n // 2]
+    rec = s.ok("GET", "/collections/incidents/vectors/" + one["id"])
+    assert np.array_equal(np.array(rec["vector"], dtype=np.float32), np.array(exp_vector(one), dtype=np.float32))
+    hits = s.ok("POST", "/collections/incidents/search", {"vector": exp_vector(one), "limit": 1})
+    assert hits[0]["id"] == one["id"]
+    # 4. nothing in the trash: exactly the original's empty answer (+ code)
+    r = s.req("GET", "/collections/deleted")
+    assert r.status_code == 200 and r.text == EMPTY_TRASH
+    # 5. backup, soft delete, list, restore
+    bk = s.ok("POST", "/collections/incidents/backup")
+    assert bk["vector_count"] == n and bk["reason"] == "manual" and bk["backup_id"]
+    assert bk["backup_id"] in [b["backup_id"] for b in s.ok("GET", "/collections/incidents/backups")]
+    assert bk["backup_id"] in [b["backup_id"] for b in s.ok("GET", "/backups")]
+    assert s.ok("POST", "/backups/incidents/%s/verify" % bk["backup_id"])["valid"] is True
+    before = checksum(got)
+    t0 = time.time()
+    tr = s.ok("DELETE", "/collections/incidents")
+    assert tr["vector_count"] == n
+    trash = s.ok("GET", "/collections/deleted")
+    assert [(t["name"], t["vector_count"]) for t in trash] == [("incidents", n)]
+    assert set(trash[0]) >= {"name", "deleted_at", "expires_at", "vector_count", "size_bytes"}
+    restored = s.ok("POST", "/collections/incidents/restore")
+    assert restored["vector_count"] == n and restored["restored_from"] == "deleted"
+    assert time.time() - t0 < 10
+    assert s.req("GET", "/collections/deleted").text == EMPTY_TRASH
+    # 6. restart: all still there, byte-identical
+    s.restart()
+    assert s.ok("GET", "/collections/incidents")["vector_count"] == n
+    assert checksum(all_points(s, "incidents")) == before
+    # 7. restore the manual backup under another name; 409 over the live one
+    r = s.req("POST", "/collections/incidents/restore", json_body={"source": "backup", "backup_id": bk["backup_id"]})
+    assert r.status_code == 409 and r.json()["code"] == "already_exists"
+    rb = s.ok("POST", "/collections/incidents/restore", {"source": "backup", "backup_id": bk["backup_id"],
+                                                        "new_name": "incidents_copy"})
+    assert rb["name"] == "incidents_copy" and rb["restored_from"] == "backup"
+    assert checksum(all_points(s, "incidents_copy")) == before
+    # 8. backups can be deleted
+    s.ok("DELETE", "/backups/incidents/%s" % bk["backup_id"])
+    assert bk["backup_id"] not in [b["backup_id"] for b in s.ok("GET", "/backups")]
+    r = s.req("POST", "/backups/incidents/%s/verify" % bk["backup_id"])
+    assert r.status_code == 404
+    # the audit log saw it all, with key ids only
+    actions = [a.get("action") for a in s.ok("GET", "/audit?limit=1000") if isinstance(a, dict)]
+    for a in ("create", "hard-delete", "import", "backup", "delete", "restore"):
+        assert a in actions, a
+
+
+def test_import_in_background_job_reports_progress(server_factory, tmp_path):
+    roots = tmp_path / "orphans"
+    roots.mkdir()
+    s = server_factory(args=["--import-root", str(roots)])
+    n, dim = (300, 64) if (QUICK or ASAN) else (2000, 128)
+    expected = make_legacy(roots / "o1", n, dim, 11)
+    body = {"orphaned_path": str(roots / "o1"), "collection_name": "bg", "dimension": dim,
+            "distance_metric": "Euclidean", "vector_type": "Float32"}
+    r = s.req("POST", "/collections/import?wait=false", json_body=body)
+    assert r.status_code == 202
+    job = r.json()["data"]
+    assert job["status_url"] == "/jobs/" + job["job_id"]
+    t_end = time.time() + 120
+    while True:
+        st = s.ok("GET", job["status_url"])
+        assert st["state"] in ("running", "succeeded"), st
+        if st["state"] == "succeeded":
+            break
+        assert time.time() < t_end
+        time.sleep(0.05)
+    assert st["result"]["imported"] == n and st["progress"] == 1.0
+    assert s.ok("GET", "/collections/bg")["vector_count"] == len(expected)
+    assert s.req("GET", "/jobs/job-unknown").status_code == 404
+    # importing into a live name is refused and changes nothing
+    r = s.req("POST", "/collections/import", json_body=body)
+    assert r.status_code == 409
+    assert s.ok("GET", "/collections/bg")["vector_count"] == n
+
+
+def test_trash_entries_expire_after_a_short_retention(server_factory):
+    s = server_factory(args=["--trash-retention", "2s"])
+    s.create("shortlived", 4)
+    s.batch("shortlived", [{"id": "x%d" % i, "data": [i, 0, 0, 1]} for i in range(10)])
+    t = s.ok("DELETE", "/collections/shortlived")
+    assert t["expires_at_ms"] - t["deleted_at_ms"] == 2000
+    assert [e["name"] for e in s.ok("GET", "/collections/deleted")] == ["shortlived"]
+    trash_dir = os.path.join(s.data_dir, ".deleted")
+    assert os.listdir(trash_dir)
+    time.sleep(2.5)
+    purged = s.ok("POST", "/collections/deleted/cleanup")["purged"]
+    assert purged in (0, 1)  # the periodic sweeper may have purged it first
+    assert s.req("GET", "/collections/deleted").text == EMPTY_TRASH
+    assert not [d for d in os.listdir(trash_dir) if d.startswith("shortlived")]
+    r = s.req("POST", "/collections/shortlived/restore")
+    assert r.status_code == 404
+    assert "trash_purged" in s.log_text() or purged == 1
+    # never comes back after a restart either
+    s.restart()
+    assert "shortlived" not in s.ok("GET", "/collections")
+
+
+def test_tampered_backup_fails_verify_and_restore_naming_the_file(server_factory):
+    s = server_factory()
+    s.create("tamper", 8, metric="Euclidean")
+    s.batch("tamper", [{"id": "t%d" % i, "data": [float(i + k) for k in range(8)], "metadata": {"i": i}} for i in range(200)])
+    # a checkpointed snapshot exists after a restart (close checkpoints)
+    s.restart()
+    bk = s.ok("POST", "/collections/tamper/backup")
+    live_before = checksum(all_points(s, "tamper"))
+    bdir = os.path.join(s.data_dir, ".backups", "tamper", bk["backup_id"])
+    assert os.path.isdir(bdir), os.listdir(os.path.join(s.data_dir, ".backups", "tamper"))
+    files = []
+    for dp, _, fs in os.walk(bdir):
+        for f in fs:
+            p = os.path.join(dp, f)
+            if "manifest" not in f and os.path.getsize(p) > 16:
+                files.append(p)
+    victim = max(files, key=os.path.getsize)
+    # break the hard link first: the live collection shares the inode
+    data = bytearray(open(victim, "rb").read())
+    os.unlink(victim)
+    data[len(data) // 2] ^= 0xFF
+    with open(victim, "wb") as f:
+        f.write(data)
+    r = s.req("POST", "/backups/tamper/%s/verify" % bk["backup_id"])
+    assert r.status_code == 409 and r.json()["code"] == "corrupt", r.text
+    assert os.path.basename(victim) in r.json()["error"]
+    r = s.req("POST", "/collections/tamper/restore", json_body={"source": "backup", "backup_id": bk["backup_id"],
+                                                               "new_name": "tamper_copy"})
+    assert r.status_code == 409 and r.json()["code"] == "corrupt", r.text
+    assert "tamper_copy" not in s.ok("GET", "/collections")
+    assert checksum(all_points(s, "tamper")) == live_before
