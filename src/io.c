@@ -102,6 +102,7 @@ typedef struct ns_op {
     size_t stash_len;
     dev_t stash_dev;
     ino_t stash_ino;
+    int stash_tracked;   /* its inode had unsynced data when stashed */
 } ns_op;
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -313,6 +314,10 @@ static int stash_file(const char *path, ns_op *op)
     op->stash_len = (size_t)r;
     op->stash_dev = st.st_dev;
     op->stash_ino = st.st_ino;
+    /* Only a tracked inode is rewound after restore; its entry's dup'ed fd
+     * keeps the inode alive, so its number cannot be reused meanwhile. An
+     * untracked one was wholly durable and is restored as stashed. */
+    op->stash_tracked = ent_find(st.st_dev, st.st_ino) != NULL;
     return 0;
 }
 
@@ -559,6 +564,7 @@ static int tracked_rename(const char *from, const char *to, int noreplace)
             op->stash_len = tmp.stash_len;
             op->stash_dev = tmp.stash_dev;
             op->stash_ino = tmp.stash_ino;
+            op->stash_tracked = tmp.stash_tracked;
             tmp.stash = NULL;
             op_set_ino(op, to);
         }
@@ -629,6 +635,7 @@ int io_unlink(const char *path)
             op->stash_len = tmp.stash_len;
             op->stash_dev = tmp.stash_dev;
             op->stash_ino = tmp.stash_ino;
+            op->stash_tracked = tmp.stash_tracked;
             tmp.stash = NULL;
         }
     }
@@ -1079,7 +1086,7 @@ static void restore_stash(const ns_op *op, const char *path, size_t torn)
     if (fd < 0)
         return;
     if (pwrite_loop(fd, op->stash, op->stash_len, 0) == 0) {
-        const inode_ent *e = ent_find(op->stash_dev, op->stash_ino);
+        const inode_ent *e = op->stash_tracked ? ent_find(op->stash_dev, op->stash_ino) : NULL;
         if (e && e->dirty)
             rewind_fd(e, fd, torn);
     }

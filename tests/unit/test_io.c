@@ -407,4 +407,55 @@ TEST(crash_at_every_call_of_atomic_replace_leaves_old_or_new)
     io_remove_tree(d, NULL);
 }
 
+TEST(crash_restores_unlinked_file_with_only_its_synced_data)
+{
+    char d[256], a[300];
+    fresh_dir(d, sizeof d, "crash6");
+    snprintf(a, sizeof a, "%s/a", d);
+    dv_err e = {0};
+    CHECK(io_write_file_atomic(d, "a", "durable", 7, &e) == DV_OK);
+    io_fault_arm(IO_FAULT_CRASH, 1000, 0);
+    int fd = io_open(a, O_RDWR, 0);
+    CHECK(fd >= 0);
+    CHECK(io_pwrite_full(fd, "-unsynced", 9, 7) == 0);
+    CHECK(io_pwrite_full(fd, "D", 1, 0) == 0);
+    io_close(fd);
+    CHECK(io_unlink(a) == 0); /* never made durable by a dir fsync */
+    io_crash_apply(0);
+    uint8_t *buf;
+    size_t len;
+    CHECK(io_read_file(a, &buf, &len, NULL) == DV_OK);
+    CHECKF(len == 7 && memcmp(buf, "durable", 7) == 0, "len=%zu", len);
+    free(buf);
+    io_remove_tree(d, NULL);
+}
+
+TEST(crash_keeps_cross_directory_rename_only_when_both_dirs_synced)
+{
+    char d[256], x[300], y[300], xf[350], yf[350];
+    fresh_dir(d, sizeof d, "crash7");
+    snprintf(x, sizeof x, "%s/x", d);
+    snprintf(y, sizeof y, "%s/y", d);
+    snprintf(xf, sizeof xf, "%s/f", x);
+    snprintf(yf, sizeof yf, "%s/f", y);
+    dv_err e = {0};
+    CHECK(io_mkdirs(x, &e) == DV_OK && io_mkdirs(y, &e) == DV_OK);
+    CHECK(io_write_file_atomic(x, "f", "F", 1, &e) == DV_OK);
+    for (int mode = 0; mode < 3; mode++) {
+        io_fault_arm(IO_FAULT_CRASH, 1000, 0);
+        CHECK(io_rename(xf, yf) == 0);
+        if (mode >= 1)
+            CHECK(io_fsync_dir(y) == 0);
+        if (mode >= 2)
+            CHECK(io_fsync_dir(x) == 0);
+        io_crash_apply(0);
+        if (mode < 2) {
+            CHECKF(exists(xf) && !exists(yf), "mode %d", mode);
+        } else {
+            CHECK(!exists(xf) && exists(yf));
+        }
+    }
+    io_remove_tree(d, NULL);
+}
+
 T_MAIN()
