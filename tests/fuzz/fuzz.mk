@@ -14,6 +14,8 @@
 #                      once over its committed corpus: seconds, no fuzzing;
 #                      fails on any crash, sanitizer report or leak.
 #   make fuzz FUZZ_TARGETS="payload filter" FUZZ_SECONDS=600   a subset, longer
+#   make fuzz FUZZ_ARGS=-dict=...   extra libFuzzer flags (tests/fuzz/run.sh)
+#   ASAN_OPTIONS=detect_leaks=0 make fuzz ...   look past a known leak
 #
 # Engine sources are compiled directly (not from build/libdvecdb.a) so the
 # sanitizer and coverage flags apply to them. A target is enabled only when
@@ -31,8 +33,9 @@ FUZZ_SRCS_payload := src/err.c src/payload.c
 FUZZ_SRCS_filter := src/err.c src/payload.c
 FUZZ_SRCS_wal := src/err.c src/io.c src/wal.c
 FUZZ_SRCS_index := src/err.c $(sort $(wildcard src/dist*.c src/hnsw*.c))
+FUZZ_SRCS_readers := src/err.c cli/ingest_readers.c
 
-FUZZ_KNOWN := payload filter wal index
+FUZZ_KNOWN := payload filter wal index readers
 # all sources of a list exist -> "yes"
 fuzz_have = $(if $(strip $(1)),$(if $(filter-out $(wildcard $(1)),$(1)),,yes))
 FUZZ_TARGETS ?= $(foreach t,$(FUZZ_KNOWN),$(if $(and $(wildcard tests/fuzz/fuzz_$(t).c),$(call fuzz_have,$(FUZZ_SRCS_$(t)))),$(t)))
@@ -74,7 +77,7 @@ fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 fuzz: fuzz-build
 	@rm -f $(FUZZ_BUILD)/summary.tsv
 	@fail=0; for t in $(FUZZ_TARGETS); do \
-	    FUZZ_MERGE=$(FUZZ_MERGE) tests/fuzz/run.sh $$t $(FUZZ_SECONDS) || fail=1; \
+	    FUZZ_MERGE=$(FUZZ_MERGE) FUZZ_ARGS="$(FUZZ_ARGS)" tests/fuzz/run.sh $$t $(FUZZ_SECONDS) || fail=1; \
 	done; \
 	echo "fuzz: target / seconds / executions / coverage / features / result"; \
 	cat $(FUZZ_BUILD)/summary.tsv; \

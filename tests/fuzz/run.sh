@@ -17,11 +17,14 @@ dict=
 [ -f "tests/fuzz/dict/$t.dict" ] && dict="-dict=tests/fuzz/dict/$t.dict"
 maxlen=
 [ -n "${FUZZ_MAX_LEN:-}" ] && maxlen="-max_len=$FUZZ_MAX_LEN"
+# FUZZ_ARGS: extra libFuzzer flags. To look past a known leak run with
+# ASAN_OPTIONS=detect_leaks=0 in the environment.
+extra=${FUZZ_ARGS:-}
 
 echo "fuzz: $t for ${secs}s (log: $B/$t.log)"
 # -timeout: an input running 10 s counts as a hang (a crash).
 "$B/fuzz_$t" -max_total_time="$secs" -timeout=10 -print_final_stats=1 \
-    -artifact_prefix="$B/artifacts/$t/" $dict $maxlen "$B/new/$t" "$C" >"$B/$t.log" 2>&1
+    -artifact_prefix="$B/artifacts/$t/" $dict $maxlen $extra "$B/new/$t" "$C" >"$B/$t.log" 2>&1
 rc=$?
 
 execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$B/$t.log" | tail -n 1)
