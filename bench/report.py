@@ -110,6 +110,34 @@ def summary(ds, systems, meta):
     return lines
 
 
+def kernels(path):
+    """Table of ns per call from dist_bench (kernels.json), if present."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        k = json.load(f)
+    impls = []
+    for d in k["dims"]:
+        for x in d["kernels"]:
+            if x["impl"] not in impls:
+                impls.append(x["impl"])
+    lines = ["### Distance kernels alone (`bench/dist_bench.cpp`)", "",
+             "Nanoseconds per call through a function pointer, best of 3 passes of "
+             f"{k['calls']} calls. hot: the same few vectors (arithmetic only); cold: random rows of 64 MB "
+             "(memory-bound, what a graph walk sees). `ip` is our `nip` kernel (what Cosine/Dot search runs) "
+             "and hnswlib's InnerProductSpace function (1 - ip).", "",
+             "| dim | kernel | " + " | ".join(f"{i} hot / cold" for i in impls) + " |",
+             "|---:|---|" + "---:|" * len(impls)]
+    for d in k["dims"]:
+        for kern in ("l2sq", "ip"):
+            cells = []
+            for i in impls:
+                x = next((x for x in d["kernels"] if x["impl"] == i and x["kernel"] == kern), None)
+                cells.append(f"{x['hot_ns']:.1f} / {x['cold_ns']:.1f}" if x else "-")
+            lines.append(f"| {d['dim']} | {kern} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def plot(data, path):
     dss = sorted(data)
     fig, axes = plt.subplots(1, len(dss), figsize=(6.5 * len(dss), 5), squeeze=False)
@@ -160,7 +188,7 @@ def main():
     data = load(results_dir)
     meta = {}
     for p in glob.glob(os.path.join(results_dir, "*.json")):
-        if os.path.basename(p).count(".") == 1:
+        if os.path.basename(p).count(".") == 1 and not p.endswith("kernels.json"):
             with open(p) as f:
                 meta[os.path.basename(p).split(".")[0]] = json.load(f)
     if not data:
@@ -168,6 +196,7 @@ def main():
     lines = []
     for ds in sorted(data):
         lines += summary(ds, data[ds], meta)
+    lines += kernels(os.path.join(results_dir, "kernels.json"))
     plot(data, plot_png)
 
     if "--doc" in sys.argv:

@@ -10,6 +10,9 @@
 #                              output only under bench/out/smoke (make test)
 #
 # Datasets and binaries go to bench/out/ (gitignored), written once and reused.
+# The body is one function, parsed whole before it runs, so editing this file
+# during a (long) run cannot derail it.
+main() {
 set -eu
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
@@ -49,10 +52,18 @@ if stale $BIN/hnswlib_bench bench/hnswlib_bench.cpp bench/bench_common.h /usr/in
         bench/hnswlib_bench.cpp -o $BIN/hnswlib_bench
 fi
 
+if stale $BIN/dist_bench bench/dist_bench.cpp bench/bench_common.h "$LIB" src/dist.h; then
+    g++ -std=c++17 -O3 -march=native -g -Wall -Wextra -Werror -pthread -Ibench -Iinclude -Isrc \
+        bench/dist_bench.cpp "$LIB" -o $BIN/dist_bench -lm
+fi
+
 # 2. the datasets, once (prep.py skips what is up to date)
 if [ "$SMOKE" = 1 ]; then $PY bench/prep.py --smoke --out "$OUT"; else $PY bench/prep.py --out "$OUT"; fi
 
-# 3. every system on every dataset, one after the other (never concurrently)
+# 3. the distance kernels alone, then every system on every dataset, one after the other (never concurrently)
+echo "== distance kernels" >&2
+if [ "$SMOKE" = 1 ]; then KCALLS=5000; else KCALLS=200000; fi
+$BIN/dist_bench $KCALLS >"$RES/kernels.json"
 for spec in fmnist:euclidean synth1536:cosine; do
     ds=${spec%%:*}
     metric=${spec#*:}
@@ -98,3 +109,5 @@ BENCH_HNSWLIB="$(dpkg-query -W -f '${Version}' libhnswlib-dev 2>/dev/null || ech
 BENCH_FAISS="$(dpkg-query -W -f '${Version}' python3-faiss 2>/dev/null || echo '?')" \
     $PY bench/report.py bench/results docs/benchmarks.md bench/results/recall-qps.png --doc
 echo "bench: done in $(($(date +%s) - t_start)) s; see docs/benchmarks.md"
+}
+main "$@"
