@@ -117,7 +117,11 @@ static int cmd_list(const cli_ctx *ctx, const cli_cmd *self, int argc, char **ar
     int rc = cli_parse(self, argc, argv, NULL, NULL, 0, 0, NULL);
     if (rc)
         return rc;
-    return api_run(ctx, "list collections", "GET", "/collections", NULL, show_list);
+    /* ?detail=true gives objects (dimension, metric, count) for the table;
+     * with --json the plain route's data (names) is printed as the server
+     * sends it. */
+    return api_run(ctx, "list collections", "GET", ctx->json ? "/collections" : "/collections?detail=true",
+                   NULL, show_list);
 }
 
 static int cmd_info(const cli_ctx *ctx, const cli_cmd *self, int argc, char **argv)

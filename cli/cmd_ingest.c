@@ -951,6 +951,7 @@ int cmd_ingest(const cli_ctx *ctx, const cli_cmd *self, int argc, char **argv)
             fprintf(stderr, "vectordb-cli: %s\n", err.msg);
             goto out;
         }
+        http_conn_no_reuse(ws[i].conn);
     }
 
     /* Before anything is written: does the model's dimension fit? */

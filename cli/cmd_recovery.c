@@ -468,13 +468,11 @@ show:
 static void show_audit(const cli_ctx *ctx, json_t *data)
 {
     (void)ctx;
-    static const out_col cols[] = {{"TIME", "time|ts|timestamp"},
-                                   {"ACTION", "action|op|event|route"},
-                                   {"COLLECTION", "collection"},
-                                   {"OUTCOME", "outcome|status|result"},
-                                   {"KEY", "key_id|key"},
-                                   {"REMOTE", "remote|remote_addr|remote_address"}};
-    out_table(json_is_array(data) ? data : out_get(data, "entries|events"), cols, 6);
+    static const out_col cols[] = {{"TIME", "time"},         {"ACTION", "action"},
+                                   {"COLLECTION", "collection"}, {"OUTCOME", "outcome"},
+                                   {"ACTOR", "actor"},       {"REMOTE", "remote"},
+                                   {"DETAIL", "detail"}};
+    out_table(json_is_array(data) ? data : out_get(data, "entries|events"), cols, 7);
 }
 
 static int cmd_audit(const cli_ctx *ctx, const cli_cmd *self, int argc, char **argv)

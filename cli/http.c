@@ -21,7 +21,17 @@
 
 struct http_conn {
     CURL *h;
+    int no_reuse;
 };
+
+/* libcurl silently re-sends a request once when a reused keep-alive
+ * connection dies before the answer: that retry has no backoff and is
+ * invisible to our accounting. Ingest connections therefore open a fresh
+ * connection per request (cheap next to a batch), so every re-send is ours. */
+void http_conn_no_reuse(http_conn *c)
+{
+    c->no_reuse = 1;
+}
 
 dv_code http_conn_create(http_conn **out, dv_err *err)
 {
@@ -131,6 +141,8 @@ dv_code http_do(http_conn *c, const char *method, const char *url, const char *b
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(timeout_s < 10 ? timeout_s * 1000 : 10000));
     curl_easy_setopt(h, CURLOPT_USERAGENT, "vectordb-cli/" DV_VERSION_STRING);
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+    if (c->no_reuse)
+        curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
     if (body) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);

@@ -1,0 +1,94 @@
+"""SIGKILL vectordb-cli at random moments of an ingest and resume each time:
+the final collection is exact (derived ids are stable across runs), at most
+one batch is sent again per kill (--parallel 1), and the checkpoint file is
+always a complete, parseable document that never runs ahead of what the
+server acknowledged."""
+import collections
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+
+from cli_support import API_KEY, CLI_BIN, QUICK, cli_server  # noqa: F401  (fixture)
+from fault_proxy import FaultProxy
+
+N = 4000 if QUICK else 20000
+KILLS = 3 if QUICK else 10
+BATCH = 64
+DIM = 8
+
+
+def test_sigkill_at_random_moments_then_resume_is_exact_with_at_most_one_batch_resent_per_kill(cli_server, tmp_path):
+    name = "killed"
+    cli_server.create(name, DIM)
+    rnd = random.Random(2026)
+    src = tmp_path / "records.jsonl"
+    with open(src, "w") as f:
+        for i in range(N):
+            # No ids: the CLI derives them from the input and record number.
+            f.write(json.dumps({"vector": [round(rnd.uniform(-1, 1), 4) for _ in range(DIM)],
+                                "metadata": {"row": i}}) + "\n")
+    ckpt = tmp_path / "ingest.ckpt"
+    proxy = FaultProxy(cli_server.port, match=lambda m, p: False).start()  # a logging pass-through
+    kills, runs, last_pos = 0, 0, 0
+    try:
+        while True:
+            args = [CLI_BIN, "--url", proxy.url, "--api-key", API_KEY, "ingest", str(src), "--collection", name,
+                    "--batch-size", str(BATCH), "--parallel", "1", "--checkpoint", str(ckpt)]
+            if runs:
+                args.append("--resume")
+            runs += 1
+            before = len(proxy.committed_rows())
+            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            if kills < KILLS:
+                # Kill after a random number of acknowledged batches plus a
+                # random slice of time: lands anywhere, including between the
+                # server's commit and the checkpoint's rename.
+                target = before + rnd.randint(1, 6)
+                t_end = time.time() + 60
+                while proc.poll() is None and len(proxy.committed_rows()) < target and time.time() < t_end:
+                    time.sleep(0.0005)
+                time.sleep(rnd.uniform(0, 0.004))
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait()
+                    kills += 1
+                    assert os.path.exists(ckpt), "no checkpoint after %d acknowledged batches" % target
+                    with open(ckpt) as f:
+                        doc = json.load(f)  # never torn
+                    pos = doc["position"]["record"]
+                    assert pos >= last_pos, "checkpoint went backwards: %d < %d" % (pos, last_pos)
+                    # Never ahead of the acknowledgements: every record below the
+                    # position was committed by the server.
+                    done_rows = {r for b in proxy.committed_rows() for r in b}
+                    missing = [r for r in range(pos) if r not in done_rows]
+                    assert not missing, "checkpoint at %d but rows %s never committed" % (pos, missing[:5])
+                    last_pos = pos
+                    continue
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, "final run failed (%s):\n%s" % (proc.returncode, err[-3000:])
+            break
+    finally:
+        proxy.stop()
+    assert kills == KILLS, "the ingest finished after only %d kills" % kills
+
+    assert cli_server.count(name) == N
+    ids = cli_server.all_ids(name)
+    assert len(ids) == N and len(set(ids)) == N
+
+    # Re-sent batches: a committed batch whose rows had all been committed before.
+    seen, resent = set(), 0
+    for rows in proxy.committed_rows():
+        if rows and all(r in seen for r in rows):
+            resent += 1
+        seen.update(rows)
+    assert seen == set(range(N))
+    assert resent <= kills, "%d batches re-sent for %d kills" % (resent, kills)
+    counts = collections.Counter(r for b in proxy.committed_rows() for r in b)
+    assert sum(counts.values()) - N <= kills * BATCH
+
+    with open(ckpt) as f:
+        doc = json.load(f)
+    assert doc["complete"] is True and doc["position"]["record"] == N
