@@ -351,19 +351,25 @@ static int csv_next(rd_reader *r, rd_record *rec)
     for (size_t i = 0; i < nf; i++) {
         const char *v = r->fields[i];
         switch (r->kinds[i]) {
-        case COL_ID:
-            if (v[0])
+        case COL_ID: /* a repeated column: the last one wins */
+            if (v[0]) {
+                free(rec->id);
                 rec->id = strdup(v);
+            }
             break;
         case COL_TEXT:
-            if (v[0])
+            if (v[0]) {
+                free(rec->text);
                 rec->text = strdup(v);
+            }
             break;
         case COL_VECTOR: {
             if (!v[0])
                 break;
             float *fv;
             long n = parse_floats(v, &fv);
+            if (n == 0)
+                free(fv);
             if (n <= 0) {
                 set_error(rec, "csv line %llu: column vector: not a list of finite numbers",
                           (unsigned long long)ln);
