@@ -74,6 +74,7 @@ static const opt_def options[] = {
     {"trash-retention",     0,   "storage.trash_retention",                 K_DURATION, "24h",       "how long soft-deleted collections stay restorable (s/m/h/d suffix)"},
     {"backup-keep",         0,   "storage.backup_keep_auto storage.backup_keep", K_UINT, "5",        "automatic backups kept per collection"},
     {"allow-insecure",      0,   "server.allow_insecure",                   K_BOOL,     "false",     "allow a non-loopback --host without --api-key"},
+    {"shutdown-timeout",    0,   "server.shutdown_timeout",                 K_UINT,     "9",         "seconds a graceful stop may take before the process exits(1) anyway"},
     {"conn-timeout",        0,   "server.connection_timeout",               K_UINT,     "30",        "idle connection timeout, seconds"},
     {"max-clients",         0,   "server.max_clients",                      K_UINT,     "1000",      "most simultaneous connections"},
     {"header-limit-kb",     0,   "server.header_limit_kb",                  K_UINT,     "64",        "per-connection buffer, KiB: bounds request headers (431 above)"},
@@ -186,6 +187,8 @@ static int apply(const opt_def *o, const char *v, int src, const char *where)
             c->max_ef = u == 0 || u > DV_EF_MAX ? DV_EF_MAX : (unsigned)u;
         else if (!strcmp(f, "backup-keep"))
             c->backup_keep_auto = (uint32_t)u;
+        else if (!strcmp(f, "shutdown-timeout"))
+            c->shutdown_timeout_s = u ? (unsigned)u : 1;
         else if (!strcmp(f, "conn-timeout"))
             c->conn_timeout_s = (unsigned)u;
         else if (!strcmp(f, "max-clients"))
@@ -499,6 +502,20 @@ static void *open_main(void *arg)
     return NULL;
 }
 
+/* Graceful stop has a deadline: if an engine call never returns (or the
+ * final checkpoint is too slow), leave anyway. Safe: every acknowledged write
+ * is already in a fsynced WAL, and recovery replays it at the next start. */
+static void *watchdog_main(void *arg)
+{
+    (void)arg;
+    struct timespec ts = {(time_t)g_srv.cfg.shutdown_timeout_s, 0};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    srv_log(SRV_LOG_ERROR, "shutdown_timeout", "seconds=%u action=exit", g_srv.cfg.shutdown_timeout_s);
+    _exit(1);
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     /* Block the stop signals before any thread exists: every thread inherits
@@ -559,11 +576,14 @@ int main(int argc, char **argv)
         ;
     double t0 = srv_mono();
     srv_log(SRV_LOG_INFO, "shutdown_started", "signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    pthread_t wd;
+    if (pthread_create(&wd, NULL, watchdog_main, NULL) == 0)
+        pthread_detach(wd);
     pthread_mutex_lock(&sweep_mu);
     __atomic_store_n(&g_srv.stopping, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&sweep_cv);
     pthread_mutex_unlock(&sweep_mu);
-    srv_http_stop(5.0);
+    srv_http_stop(g_srv.cfg.shutdown_timeout_s / 2.0);
     pthread_join(open_thread, NULL);
     if (sweep_started)
         pthread_join(sweep_thread, NULL);

@@ -44,6 +44,7 @@ typedef struct srv_config {
     uint32_t backup_keep_auto;
     int allow_insecure;
     unsigned conn_timeout_s;
+    unsigned shutdown_timeout_s; /* graceful stop deadline */
     unsigned max_connections;
     size_t conn_memory;     /* per-connection buffer: bounds the request headers */
     uint32_t m, ef_construction, ef_search, max_layer; /* [index] defaults for new collections */
