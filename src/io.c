@@ -1053,6 +1053,18 @@ void io_fault_disarm(void)
     pthread_mutex_unlock(&g_mu);
 }
 
+void io_crash_now(void)
+{
+    /* g_mu: tracked calls hold it for their whole duration, so this is a
+     * clean cut between two calls. */
+    pthread_mutex_lock(&g_mu);
+    if (atomic_load(&g_kind) == IO_FAULT_CRASH) {
+        atomic_store(&g_tracking, 0);
+        atomic_store(&g_crashed, 1);
+    }
+    pthread_mutex_unlock(&g_mu);
+}
+
 uint64_t io_calls(void)
 {
     return atomic_load(&g_calls);

@@ -66,4 +66,8 @@ int io_crashed(void);
 void io_crash_apply(size_t torn);
 /* io_crash_apply() may also be called while the crash point has not been
  * reached: it then simulates a power loss at that moment. */
+/* With a crash fault armed (nth may be 0: "never by count"), lose power now:
+ * every later call fails with EIO; the tracked state is kept for
+ * io_crash_apply(). Safe to call while other threads do I/O. */
+void io_crash_now(void);
 #endif

@@ -411,7 +411,7 @@ static void *syncer_main(void *arg)
     pthread_mutex_lock(&w->mu);
     while (!w->stop) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
         uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)w->interval_ms * 1000000ull;
         ts.tv_sec += (time_t)(ns / 1000000000ull);
         ts.tv_nsec = (long)(ns % 1000000000ull);
@@ -552,7 +552,13 @@ dv_code wal_open(const char *dir, dv_fsync_policy policy, uint32_t interval_ms, 
     w->read_only = read_only;
     w->seg_max = WAL_SEGMENT_DEFAULT;
     pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
+    /* Monotonic clock for the INTERVAL timer: a wall-clock jump must not
+     * stall the background fsync. */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cv, &ca);
+    pthread_condattr_destroy(&ca);
     w->dir = strdup(dir);
     if (!w->dir) {
         rc = dv_errorf(err, DV_ENOMEM, "wal: open %s: out of memory", dir);

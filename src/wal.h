@@ -55,7 +55,8 @@ dv_code wal_truncate_upto(wal *w, uint64_t upto, dv_err *err);
 dv_code wal_sync(wal *w, dv_err *err);
 void wal_stats_get(const wal *w, wal_stats *out);
 int wal_poisoned(const wal *w);
-/* Sync and close. */
+/* Sync and close; the handle is freed in every case. DV_EFATAL if the wal was
+ * poisoned (records written after the last good fsync may be lost). */
 dv_code wal_close(wal *w, dv_err *err);
 /* Copy the live segments into dst_dir (backups), fsyncing the copies. */
 dv_code wal_copy_to(wal *w, const char *dst_dir, dv_err *err);
