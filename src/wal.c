@@ -715,7 +715,10 @@ fail:
 
 /* ---- append ------------------------------------------------------------ */
 
-dv_code wal_append(wal *w, uint8_t type, const void *payload, size_t len, uint64_t *seq_out, dv_err *err)
+/* Write one record under mu; with `wait`, also wait for its durability per
+ * policy (the group commit). */
+static dv_code append_impl(wal *w, uint8_t type, const void *payload, size_t len, int wait, uint64_t *seq_out,
+                           dv_err *err)
 {
     if (len > WAL_RECORD_MAX)
         return dv_errorf(err, DV_ELIMIT, "wal: append: record of %zu bytes exceeds the limit of %u", len,
@@ -762,7 +765,7 @@ dv_code wal_append(wal *w, uint8_t type, const void *payload, size_t len, uint64
     w->seg_sizes[w->n_segs - 1] = w->off;
     w->next_seq++;
     w->written_seq = seq;
-    if (w->policy == DV_FSYNC_ALWAYS) {
+    if (wait && w->policy == DV_FSYNC_ALWAYS) {
         rc = sync_upto(w, seq, err);
         if (rc != DV_OK)
             goto out;
@@ -770,6 +773,31 @@ dv_code wal_append(wal *w, uint8_t type, const void *payload, size_t len, uint64
     if (seq_out)
         *seq_out = seq;
 out:
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+dv_code wal_append(wal *w, uint8_t type, const void *payload, size_t len, uint64_t *seq_out, dv_err *err)
+{
+    return append_impl(w, type, payload, len, 1, seq_out, err);
+}
+
+dv_code wal_append_nowait(wal *w, uint8_t type, const void *payload, size_t len, uint64_t *seq_out, dv_err *err)
+{
+    return append_impl(w, type, payload, len, 0, seq_out, err);
+}
+
+dv_code wal_wait_durable(wal *w, uint64_t seq, dv_err *err)
+{
+    if (w->read_only || w->policy != DV_FSYNC_ALWAYS)
+        return DV_OK;
+    pthread_mutex_lock(&w->mu);
+    dv_code rc = DV_OK;
+    if (seq > w->written_seq)
+        rc = dv_errorf(err, DV_EINVAL, "wal: %s: wait for seq %" PRIu64 " that was never written (last %" PRIu64 ")",
+                       w->dir, seq, w->written_seq);
+    else
+        rc = sync_upto(w, seq, err);
     pthread_mutex_unlock(&w->mu);
     return rc;
 }

@@ -44,6 +44,15 @@ dv_code wal_open(const char *dir, dv_fsync_policy policy, uint32_t interval_ms, 
                  int read_only, wal_apply_fn apply, void *ctx, int64_t *torn_off, wal **out, dv_err *err);
 /* Append one record; *seq_out gets its sequence number. Durable on return per policy. */
 dv_code wal_append(wal *w, uint8_t type, const void *payload, size_t len, uint64_t *seq_out, dv_err *err);
+/* The two halves of wal_append, so a caller that serializes its writers with
+ * its own lock can still share fsyncs: write the record under that lock with
+ * wal_append_nowait (returns once the record is written, in seq order), drop
+ * the lock, then wal_wait_durable(seq) (policy ALWAYS: returns once an fsync
+ * covering seq completed; INTERVAL/NEVER: at once). Acknowledge only after
+ * wal_wait_durable returned DV_OK. Errors as wal_append; DV_EINVAL for a seq
+ * never written. */
+dv_code wal_append_nowait(wal *w, uint8_t type, const void *payload, size_t len, uint64_t *seq_out, dv_err *err);
+dv_code wal_wait_durable(wal *w, uint64_t seq, dv_err *err);
 /* Last assigned sequence number (0 if none ever). */
 uint64_t wal_last_seq(const wal *w);
 /* Start a new segment; later records go there. Used before a checkpoint so
