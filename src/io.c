@@ -35,6 +35,10 @@
  *    strict POSIX reading, which is harsher, so code that passes here is
  *    safe there. XXX: an fsync of a file does not make its directory entry
  *    durable here (it may on ext4); the engine must fsync the directory.
+ *  - Undo works on the paths as they were when each operation ran. XXX: if
+ *    a directory was renamed durably, non-durable operations made inside it
+ *    under its old path are not undone (their paths no longer resolve to the
+ *    same inode); a kernel could lose them. The model is lenient there.
  *  - An unlinked or replaced regular file is kept in memory (its content up
  *    to its synced length) so it can be put back; directories removed by
  *    rmdir come back empty. XXX: permissions and timestamps of restored
