@@ -175,6 +175,10 @@ void out_progress_init(out_progress *p, const cli_ctx *ctx, const char *label, c
 void out_progress_show(out_progress *p, uint64_t count, uint64_t total, double frac,
                        const char *extra, int force);
 void out_progress_end(out_progress *p);
+/* Shortest-ish decimal of a finite float32 (at most 9 significant digits,
+ * JSON syntax) into buf (>= 24 bytes); returns the length. strtof of the
+ * text gives f back exactly. */
+size_t out_f32(char *buf, float f);
 /* 12345678 -> "12,345,678" */
 void out_commas(uint64_t v, char *buf, size_t cap);
 

@@ -193,7 +193,8 @@ static void sb_json_string(sbuf *s, const char *str)
 }
 
 /* {"vectors":[{"id":..,"data":[..],"metadata":{..}}, ...]}. Floats are
- * written with 9 significant digits, which round-trips every float32. */
+ * written by out_f32 (at most 9 significant digits, which round-trips every
+ * float32, ~4x faster than printf: the client must not be the bottleneck). */
 static char *build_body(item **v, size_t n, size_t *len)
 {
     sbuf s = {0};
@@ -205,8 +206,9 @@ static char *build_body(item **v, size_t n, size_t *len)
         sb_puts(&s, ",\"data\":[");
         char num[32];
         for (uint32_t j = 0; j < it->dim; j++) {
-            int k = snprintf(num, sizeof num, j ? ",%.9g" : "%.9g", (double)it->vec[j]);
-            sb_put(&s, num, (size_t)k);
+            num[0] = ',';
+            size_t k = out_f32(num + 1, it->vec[j]);
+            sb_put(&s, j ? num : num + 1, j ? k + 1 : k);
         }
         sb_puts(&s, "]");
         if (it->metadata) {

@@ -163,6 +163,83 @@ void out_auto(const cli_ctx *ctx, json_t *data)
     }
 }
 
+/* Powers of ten 1e-31 .. 1e54 (index k + 31), each the double nearest to
+ * it. Scaling by an inexact power costs ~1e-16 relative error, far below the
+ * 5e-10 that 9 significant digits leave: the text still parses back to the
+ * same float. */
+static const double pow10_tab[86] = {
+    1e-31, 1e-30, 1e-29, 1e-28, 1e-27, 1e-26, 1e-25, 1e-24, 1e-23, 1e-22, 1e-21, 1e-20, 1e-19, 1e-18, 1e-17, 1e-16, 1e-15, 1e-14, 1e-13, 1e-12, 1e-11, 1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22, 1e23, 1e24, 1e25, 1e26, 1e27, 1e28, 1e29, 1e30, 1e31, 1e32, 1e33, 1e34, 1e35, 1e36, 1e37, 1e38, 1e39, 1e40, 1e41, 1e42, 1e43, 1e44, 1e45, 1e46, 1e47, 1e48, 1e49, 1e50, 1e51, 1e52, 1e53, 1e54};
+
+size_t out_f32(char *buf, float f)
+{
+    char *o = buf;
+    double d = f;
+    if (signbit(f)) {
+        *o++ = '-';
+        d = -d;
+    }
+    if (d == 0.0 || !isfinite(d)) { /* callers pass finite values; 0 stays 0 */
+        *o++ = '0';
+        return (size_t)(o - buf);
+    }
+    /* 9 significant digits (enough for any float32 to round-trip):
+     * q in [1e8, 1e9) with d ~= q * 10^(e10 - 8). */
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    int e2 = (int)((bits >> 23) & 0xff) - 126; /* d in [2^(e2-1), 2^e2) */
+    if (e2 == -126)
+        frexp(d, &e2); /* subnormal */
+    /* floor((e2 - 1) * log10(2)) with log10(2) ~ 1233 / 4096: a first guess
+     * the loop below corrects by one when needed. */
+    int e10 = ((e2 - 1) * 1233) >> 12;
+    uint64_t q = 0;
+    for (int tries = 0; tries < 4; tries++) {
+        double m = d * pow10_tab[8 - e10 + 31];
+        q = (uint64_t)(m + 0.5);
+        if (q >= 1000000000u)
+            e10++;
+        else if (q < 100000000u)
+            e10--;
+        else
+            break;
+    }
+    if (q >= 1000000000u)
+        q = (q + 5) / 10; /* rounding carried into a tenth digit */
+    char dig[10];
+    for (int i = 8; i >= 0; i--) {
+        dig[i] = (char)('0' + q % 10);
+        q /= 10;
+    }
+    int nd = 9;
+    while (nd > 1 && dig[nd - 1] == '0')
+        nd--;
+    if (e10 >= -5 && e10 < 9) {
+        if (e10 < 0) { /* 0.000ddd */
+            *o++ = '0';
+            *o++ = '.';
+            for (int i = -1; i > e10; i--)
+                *o++ = '0';
+            memcpy(o, dig, (size_t)nd);
+            o += nd;
+        } else { /* ddd.ddd or ddd000 */
+            for (int i = 0; i <= e10 || i < nd; i++) {
+                if (i == e10 + 1)
+                    *o++ = '.';
+                *o++ = i < nd ? dig[i] : '0';
+            }
+        }
+    } else {
+        *o++ = dig[0];
+        if (nd > 1) {
+            *o++ = '.';
+            memcpy(o, dig + 1, (size_t)nd - 1);
+            o += nd - 1;
+        }
+        o += sprintf(o, "e%d", e10);
+    }
+    return (size_t)(o - buf);
+}
+
 void out_commas(uint64_t v, char *buf, size_t cap)
 {
     char tmp[32];
