@@ -105,7 +105,7 @@ def test_restart_keeps_collections_vectors_metadata_and_deletes(server_factory, 
 
 def test_kill9_during_batched_inserts_loses_no_acknowledged_vector(server_factory):
     rounds = 5 if (QUICK or ASAN) else 20
-    dim = 16
+    dim = 8
     s = server_factory()
     s.create("k9", dim)
     acked = set()
@@ -139,7 +139,7 @@ def test_kill9_during_batched_inserts_loses_no_acknowledged_vector(server_factor
         ws = [threading.Thread(target=writer, args=(w,)) for w in range(2)]
         for w in ws:
             w.start()
-        time.sleep(random.Random(rnd).uniform(0.15, 0.5))
+        time.sleep(random.Random(rnd).uniform(0.05, 0.3))
         s.kill9()
         stop.set()
         for w in ws:
