@@ -138,6 +138,72 @@ def kernels(path):
     return lines + [""]
 
 
+def jsonl(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def engine(results_dir):
+    """Ingest vs dd, reopen vs reading the files, server vs in-process QPS."""
+    e = jsonl(os.path.join(results_dir, "engine.jsonl"))
+    w = jsonl(os.path.join(results_dir, "server.jsonl"))
+    if not e:
+        return []
+    by = {}
+    for x in e:
+        key = x["what"] + (("-" + x["fsync"]) if "fsync" in x else "") + \
+            (("-" + str(x["threads"])) if "threads" in x else "")
+        by[key] = x
+    lines = ["### The engine through `include/dvecdb.h` (`bench/engine_bench.c`)", ""]
+    dd = by.get("dd")
+    for pol in ("always", "never"):
+        x = by.get("ingest-" + pol)
+        if not x:
+            continue
+        r = f" = **{x['mb_per_s'] / dd['mb_per_s']:.3f}x** dd's {dd['mb_per_s']:.0f} MB/s" if dd else ""
+        lines.append(f"- Ingest, fsync `{pol}`: {x['n']} x {x['dim']} vectors in batches of {x['batch']}: "
+                     f"{x['vectors_per_s']:.0f} vectors/s, {x['mb_per_s']:.2f} MB/s of vector data{r} "
+                     f"(slowest batch {x['worst_batch_s'] * 1000:.0f} ms; {x['wal_fsyncs']} WAL fsyncs took "
+                     f"{x['wal_fsync_s']:.2f} s of {x['seconds']:.1f} s)")
+    if dd:
+        lines.append(f"- `dd if=/dev/zero bs=1M count={dd['mb']} conv=fdatasync` on the same disk: "
+                     f"{dd['mb_per_s']:.0f} MB/s")
+    if by.get("ingest-always") and by.get("ingest-never"):
+        a, n = by["ingest-always"], by["ingest-never"]
+        lines.append(f"- fsync always vs never: {a['vectors_per_s'] / n['vectors_per_s']:.2f}x the rate "
+                     "(the rest of the time is linking each batch into the HNSW graph)")
+    ld, ro = by.get("load"), by.get("reopen")
+    if ro:
+        extra = f" (the first load: upserts {ld['upsert_s']:.1f} s, close/checkpoint {ld['close_s']:.1f} s)" if ld else ""
+        lines.append(f"- Reopen of the {ro['n_vectors']}-vector Fashion-MNIST collection (dv_db_open + "
+                     f"dv_coll_open, warm page cache, best of 3): {ro['open_s'] * 1000:.0f} ms vs "
+                     f"{ro['read_files_s'] * 1000:.0f} ms to read its {ro['bytes'] / 1e6:.0f} MB of files = "
+                     f"**{ro['open_s'] / max(ro['read_files_s'], 1e-9):.1f}x**{extra}")
+    for t in (1, 2):
+        x = by.get(f"search-{t}")
+        if x:
+            lines.append(f"- In-process dv_coll_search, ef {x['ef']}, {t} thread(s): {x['qps']:.0f} QPS, "
+                         f"recall@10 {x['recall']:.4f}")
+    lines.append("")
+    if w:
+        one = by.get("search-1", {}).get("qps")
+        two = by.get("search-2", {}).get("qps")
+        lines += ["### The server over HTTP (`wrk`, `bench/wrk_search.lua`)", "",
+                  "Same data directory, same queries and ef as the in-process line above; wrk runs on the "
+                  "same 2 cores as the server.", "",
+                  "| connections | requests/s | p50 ms | p99 ms | errors | vs in-process 1 thread | "
+                  "vs in-process 2 threads |", "|---:|---:|---:|---:|---:|---:|---:|"]
+        for x in w:
+            r = x["wrk"]
+            lines.append(f"| {x['connections']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                         f"{r['non2xx'] + r['socket_errors']} | "
+                         f"{fmt_ratio(ratio(r['rps'], one))} | {fmt_ratio(ratio(r['rps'], two))} |")
+        lines.append("")
+    return lines
+
+
 def plot(data, path):
     dss = sorted(data)
     fig, axes = plt.subplots(1, len(dss), figsize=(6.5 * len(dss), 5), squeeze=False)
@@ -197,6 +263,7 @@ def main():
     for ds in sorted(data):
         lines += summary(ds, data[ds], meta)
     lines += kernels(os.path.join(results_dir, "kernels.json"))
+    lines += engine(results_dir)
     plot(data, plot_png)
 
     if "--doc" in sys.argv:

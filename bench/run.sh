@@ -18,6 +18,7 @@ cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
 SMOKE=${BENCH_SMOKE:-0}
 EFS=10,20,40,80,120,200,400
+SEARCH_EF=40  # engine and server search: recall@10 > 0.99 on Fashion-MNIST
 THREADS=1,2
 if [ "$SMOKE" = 1 ]; then
     OUT=bench/out/smoke
@@ -57,6 +58,86 @@ if stale $BIN/dist_bench bench/dist_bench.cpp bench/bench_common.h "$LIB" src/di
         bench/dist_bench.cpp "$LIB" -o $BIN/dist_bench -lm
 fi
 
+if stale $BIN/engine_bench bench/engine_bench.c bench/bench_common.h "$LIB" include/dvecdb.h; then
+    cc -std=c11 -O3 -g -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude -Ibench -pthread \
+        bench/engine_bench.c "$LIB" -o $BIN/engine_bench -ljansson -lxxhash -lm
+fi
+
+# Durable ingest (fsync always, and never for contrast) of 1536-dim vectors in
+# batches of 256 vs dd's fdatasync'd sequential write on the same disk; reopen
+# of the Fashion-MNIST collection vs reading its files; in-process search QPS.
+engine_benches() {
+    E=$RES/engine.jsonl
+    : >"$E"
+    if [ "$SMOKE" = 1 ]; then NI=500; DDMB=16; SECS=0.5; else NI=20000; DDMB=512; SECS=5; fi
+    echo "== engine: dd conv=fdatasync, ${DDMB} MB" >&2
+    t0=$(date +%s.%N)
+    dd if=/dev/zero of="$OUT/dd.tmp" bs=1M count=$DDMB conv=fdatasync status=none
+    t1=$(date +%s.%N)
+    rm -f "$OUT/dd.tmp"
+    $PY -c "import sys; t=float(sys.argv[2])-float(sys.argv[1]); \
+print('{\"what\":\"dd\",\"mb\":%s,\"seconds\":%.3f,\"mb_per_s\":%.1f}' % (sys.argv[3], t, int(sys.argv[3])*1.048576/t))" \
+        "$t0" "$t1" "$DDMB" >>"$E"
+    for pol in always never; do
+        echo "== engine: ingest $NI x 1536, batches of 256, fsync $pol" >&2
+        rm -rf "$OUT/engine-ingest"
+        $BIN/engine_bench ingest "$OUT/engine-ingest" "$OUT/synth1536" $pol $NI 256 >>"$E"
+    done
+    rm -rf "$OUT/engine-ingest" "$OUT/engine-db"
+    echo "== engine: load Fashion-MNIST into a collection, reopen it" >&2
+    $BIN/engine_bench load "$OUT/engine-db" "$OUT/fmnist" fmnist euclidean >>"$E"
+    $BIN/engine_bench reopen "$OUT/engine-db" fmnist >>"$E"
+    for t in 1 2; do
+        echo "== engine: in-process search, ef $SEARCH_EF, $t thread(s)" >&2
+        $BIN/engine_bench search "$OUT/engine-db" fmnist "$OUT/fmnist" $SEARCH_EF $t $SECS >>"$E"
+    done
+}
+
+# The server on the same data directory, searched with wrk at 1/16/64
+# connections (2 wrk threads; wrk shares the machine's cores with the server).
+server_bench() {
+    W=$RES/server.jsonl
+    : >"$W"
+    if [ ! -x build/vectordb-server ] || ! command -v wrk >/dev/null 2>&1; then
+        echo "bench: no build/vectordb-server or no wrk (Debian package wrk): server benchmark skipped" >&2
+        return 0
+    fi
+    if [ "$SMOKE" = 1 ]; then DUR=1; else DUR=10; fi
+    $PY -c "
+import sys, json, numpy as np
+raw = np.fromfile(sys.argv[1], dtype=np.int32); d = int(raw[0])
+q = raw.reshape(-1, d + 1)[:, 1:].copy().view(np.float32)
+with open(sys.argv[2], 'w') as f:
+    for v in q:
+        f.write(json.dumps({'vector': [float(x) for x in v], 'limit': 10, 'ef_search': int(sys.argv[3])}) + '\n')
+" "$OUT/fmnist.query.fvecs" "$OUT/search-bodies.txt" $SEARCH_EF
+    port=$($PY -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+    build/vectordb-server --data-dir "$OUT/engine-db" --host 127.0.0.1 --rest-port "$port" --log-level warn \
+        >"$OUT/server.log" 2>&1 &
+    spid=$!
+    up=0
+    for _ in $(seq 1 100); do
+        if $PY -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/health', timeout=1)" \
+            2>/dev/null; then up=1; break; fi
+        sleep 0.1
+    done
+    if [ $up = 1 ]; then
+        for c in 1 16 64; do
+            th=2; [ $c = 1 ] && th=1
+            echo "== server: wrk $c connection(s), ${DUR}s" >&2
+            r=$(wrk -t$th -c$c -d${DUR}s -s bench/wrk_search.lua "http://127.0.0.1:$port" -- \
+                "$OUT/search-bodies.txt" /collections/fmnist/search | tail -1)
+            [ -n "$r" ] || { echo "bench: wrk failed" >&2; continue; }
+            echo "{\"connections\":$c,\"ef\":$SEARCH_EF,\"wrk\":$r}" >>"$W"
+        done
+    else
+        echo "bench: server did not come up (see $OUT/server.log)" >&2
+    fi
+    kill $spid 2>/dev/null || true
+    wait $spid 2>/dev/null || true
+    [ $up = 1 ]
+}
+
 # 2. the datasets, once (prep.py skips what is up to date)
 if [ "$SMOKE" = 1 ]; then $PY bench/prep.py --smoke --out "$OUT"; else $PY bench/prep.py --out "$OUT"; fi
 
@@ -79,7 +160,11 @@ for spec in fmnist:euclidean synth1536:cosine; do
     $PY bench/py_bench.py --system faiss "$data" "$metric" $EFS $REPS $THREADS >"$RES/$ds.faiss.json"
 done
 
-# 4. tables and plot
+# 4. the engine through include/dvecdb.h, and the server through HTTP
+engine_benches
+server_bench
+
+# 5. tables and plot
 if [ "$SMOKE" = 1 ]; then
     $PY bench/report.py "$RES" "$OUT/results.md" "$OUT/recall-qps.png" --check
     cat "$OUT/results.md"
@@ -87,11 +172,11 @@ if [ "$SMOKE" = 1 ]; then
     exit 0
 fi
 
-# 5. full run: where the time goes (flat profile of build + search, both
+# 6. full run: where the time goes (flat profile of build + search, both
 #    native drivers, same dataset), kept beside the results for docs/benchmarks.md
 mkdir -p bench/results
-rm -f bench/results/*.json
-cp "$RES"/*.json bench/results/
+rm -f bench/results/*.json bench/results/*.jsonl
+cp "$RES"/*.json "$RES"/*.jsonl bench/results/
 if command -v perf >/dev/null 2>&1; then
     for drv in dvecdb hnswlib; do
         perf record -q -F 999 -o "$OUT/perf.$drv.data" -- \
