@@ -28,12 +28,15 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -786,6 +789,7 @@ int cmd_ingest(const cli_ctx *ctx, const cli_cmd *self, int argc, char **argv)
     g->cap_s = 10;
     rd_format fmt = RD_AUTO;
     rd_reader *rd = NULL;
+    int lock_fd = -1;
     worker *ws = NULL;
     unsigned n_started = 0;
     rd_record rec = {0};
@@ -863,6 +867,30 @@ int cmd_ingest(const cli_ctx *ctx, const cli_cmd *self, int argc, char **argv)
     if (ckpt_ident_of(g->input, &now, &err)) {
         fprintf(stderr, "vectordb-cli: %s\n", err.msg);
         goto out;
+    }
+
+    /* One ingest per checkpoint at a time: two would interleave their
+     * positions. The lock dies with the process (kill -9 included). */
+    {
+        char lp[PATH_MAX + 8];
+        snprintf(lp, sizeof lp, "%s.lock", g->ckpt_path);
+        lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB)) {
+            fprintf(stderr,
+                    "vectordb-cli: ingest: %s: %s\n  next: another ingest uses this checkpoint; wait "
+                    "for it or pass --checkpoint\n",
+                    lp, lock_fd < 0 ? strerror(errno) : "locked");
+            goto out;
+        }
+        /* Temp files of runs killed in the middle of a checkpoint write. */
+        char pat[PATH_MAX + 16];
+        snprintf(pat, sizeof pat, "%s.tmp.*", g->ckpt_path);
+        glob_t gl;
+        if (glob(pat, GLOB_NOSORT, NULL, &gl) == 0) {
+            for (size_t i = 0; i < gl.gl_pathc; i++)
+                unlink(gl.gl_pathv[i]);
+            globfree(&gl);
+        }
     }
 
     /* The checkpoint decides where to start. */
@@ -1081,6 +1109,8 @@ out:
     if (g->retry_log)
         fclose(g->retry_log);
     free((char *)g->emb.url);
+    if (lock_fd >= 0)
+        close(lock_fd);
     pthread_mutex_destroy(&g->mu);
     pthread_cond_destroy(&g->cv_q);
     pthread_cond_destroy(&g->cv_space);

@@ -57,7 +57,10 @@ static int cmd_insert(const cli_ctx *ctx, const cli_cmd *self, int argc, char **
         } else {
             json_t *got = json_is_string(res.data) ? res.data : out_get(res.data, "id");
             char b[300];
-            out_value(got ? got : json_string(id ? id : "?"), b, sizeof b);
+            if (got)
+                out_value(got, b, sizeof b);
+            else
+                snprintf(b, sizeof b, "%s", id ? id : "?");
             printf("inserted vector '%s' into '%s'\n", b, pos[0]);
         }
     }
