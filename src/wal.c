@@ -96,6 +96,7 @@ struct wal {
     uint64_t next_seq;
     uint64_t written_seq, synced_seq;
     int syncing, poisoned, stop;
+    int n_copying;            /* wal_copy_to calls running: truncation waits */
     uint64_t seg_max;
 
     pthread_t syncer;
@@ -835,8 +836,9 @@ dv_code wal_truncate_upto(wal *w, uint64_t upto, dv_err *err)
     size_t n_rm = 0;
     /* Only a prefix of non-active segments, oldest first: a crash midway
      * leaves a contiguous suffix, which replay accepts. Segment i holds seqs
-     * [segs[i], segs[i+1]) at most. */
-    while (n_rm + 1 < w->n_segs && w->segs[n_rm + 1] - 1 <= upto) {
+     * [segs[i], segs[i+1]) at most. While a backup copies the segments,
+     * nothing is removed (the next truncation catches up). */
+    while (w->n_copying == 0 && n_rm + 1 < w->n_segs && w->segs[n_rm + 1] - 1 <= upto) {
         char *path = seg_path(w->dir, w->segs[n_rm]);
         if (!path) {
             rc = dv_errorf(err, DV_ENOMEM, "wal: truncate: out of memory");
@@ -974,19 +976,37 @@ dv_code wal_copy_to(wal *w, const char *dst_dir, dv_err *err)
     dv_code rc = io_mkdirs(dst_dir, err);
     if (rc != DV_OK)
         return rc;
-    /* Hold mu for the whole copy: no rotation, truncation or append can
-     * change the segment set or the active end meanwhile. */
+    /* Take the segment list and the active end under mu, then copy without
+     * it so appends go on. Segments are append-only and the copy stops at
+     * the recorded sizes (record boundaries); n_copying keeps truncation
+     * from removing a segment we are reading. */
     pthread_mutex_lock(&w->mu);
-    for (size_t i = 0; i < w->n_segs && rc == DV_OK; i++) {
-        char *src = seg_path(w->dir, w->segs[i]), *dst = seg_path(dst_dir, w->segs[i]);
+    size_t n = w->n_segs;
+    uint64_t *first = malloc((n ? n : 1) * sizeof *first), *size = malloc((n ? n : 1) * sizeof *size);
+    if (!first || !size) {
+        pthread_mutex_unlock(&w->mu);
+        free(first);
+        free(size);
+        return dv_errorf(err, DV_ENOMEM, "wal: copy: out of memory");
+    }
+    memcpy(first, w->segs, n * sizeof *first);
+    memcpy(size, w->seg_sizes, n * sizeof *size);
+    w->n_copying++;
+    pthread_mutex_unlock(&w->mu);
+    for (size_t i = 0; i < n && rc == DV_OK; i++) {
+        char *src = seg_path(w->dir, first[i]), *dst = seg_path(dst_dir, first[i]);
         if (!src || !dst)
             rc = dv_errorf(err, DV_ENOMEM, "wal: copy: out of memory");
         else
-            rc = copy_file(src, dst, w->seg_sizes[i], err);
+            rc = copy_file(src, dst, size[i], err);
         free(src);
         free(dst);
     }
+    pthread_mutex_lock(&w->mu);
+    w->n_copying--;
     pthread_mutex_unlock(&w->mu);
+    free(first);
+    free(size);
     /* fsync the directory: the copies' names must survive a crash too. */
     if (rc == DV_OK && io_fsync_dir(dst_dir) != 0)
         rc = dv_errorf(err, dv_code_from_errno(errno), "wal: copy: fsync %s: %s", dst_dir, strerror(errno));
