@@ -166,3 +166,37 @@ def test_missing_collection_and_json_report(cli_server, tmp_path):
     assert p.returncode == 0, p.stderr
     rep = json.loads(p.stdout)
     assert rep["sent"] == 1 and rep["failed"] == 0 and rep["complete"] is True
+
+
+def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(cli_server, tmp_path):
+    import os
+    import pty
+    import subprocess
+    from cli_support import API_KEY, CLI_BIN
+
+    cli_server.create("prog", DIM)
+    src = tmp_path / "p.npy"
+    np.save(src, np.ones((3000, DIM), dtype=np.float32))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([CLI_BIN, "--url", cli_server.url, "--api-key", API_KEY, "ingest", str(src),
+                             "--collection", "prog", "--batch-size", "100", "--parallel", "1"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, start_new_session=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            b = os.read(master, 65536)
+        except OSError:
+            break
+        if not b:
+            break
+        chunks.append(b)
+    proc.wait(timeout=60)
+    os.close(master)
+    tty_out = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0, tty_out
+    assert "\r" in tty_out and "[" in tty_out and "ETA" in tty_out and "/s" in tty_out, tty_out
+    assert "3,000/3,000" in tty_out
+    # Not a terminal: plain lines, no carriage returns.
+    p = ingest(cli_server, src, "prog", "--fresh")
+    assert "\r" not in p.stderr and "records/s" in p.stderr and "ETA" in p.stderr
