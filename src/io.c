@@ -947,15 +947,36 @@ dv_code io_remove_tree(const char *path, dv_err *err)
     return DV_OK;
 }
 
-/* Sum of st_size of regular files under path (symlinks not followed).
- * XXX: a file hard-linked twice inside the tree counts twice. */
-uint64_t io_tree_size(const char *path)
+typedef struct ino_set {
+    struct {
+        dev_t dev;
+        ino_t ino;
+    } *v;
+    size_t n, cap;
+} ino_set;
+
+/* 1 if (dev, ino) was already in the set (added otherwise). Linear: only
+ * files with several links go in, and trees are small. */
+static int ino_seen(ino_set *s, dev_t dev, ino_t ino)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->v[i].dev == dev && s->v[i].ino == ino)
+            return 1;
+    if (grow((void **)&s->v, &s->cap, s->n + 1, sizeof *s->v) == 0) {
+        s->v[s->n].dev = dev;
+        s->v[s->n].ino = ino;
+        s->n++;
+    }
+    return 0;
+}
+
+static uint64_t tree_size(const char *path, ino_set *seen)
 {
     struct stat st;
     if (lstat(path, &st) != 0)
         return 0;
     if (S_ISREG(st.st_mode))
-        return (uint64_t)st.st_size;
+        return st.st_nlink > 1 && ino_seen(seen, st.st_dev, st.st_ino) ? 0 : (uint64_t)st.st_size;
     if (!S_ISDIR(st.st_mode))
         return 0;
     DIR *d = opendir(path);
@@ -969,10 +990,22 @@ uint64_t io_tree_size(const char *path)
         char *child;
         if (asprintf(&child, "%s/%s", path, de->d_name) < 0)
             break;
-        sum += io_tree_size(child);
+        sum += tree_size(child, seen);
         free(child);
     }
     closedir(d);
+    return sum;
+}
+
+/* Sum of st_size of regular files under path (symlinks not followed); a
+ * file hard-linked several times inside the tree counts once, so backups
+ * made of links are not counted twice. XXX: st_size, not allocated blocks
+ * (sparse files count their apparent size). */
+uint64_t io_tree_size(const char *path)
+{
+    ino_set seen = {0};
+    uint64_t sum = tree_size(path, &seen);
+    free(seen.v);
     return sum;
 }
 

@@ -39,7 +39,7 @@ dv_code io_write_file_atomic(const char *dir, const char *name, const void *buf,
 dv_code io_mkdirs(const char *path, dv_err *err);
 dv_code io_remove_tree(const char *path, dv_err *err);
 /* Sum of file sizes under path. */
-uint64_t io_tree_size(const char *path);
+uint64_t io_tree_size(const char *path); /* hard links inside the tree count once */
 uint64_t io_disk_free(const char *path);
 /* Names in dir (without "." and ".."), sorted by strcmp, in a malloc'd array
  * freed with io_list_free. Counted as one call (can be failed by a fault). */

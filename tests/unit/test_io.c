@@ -153,6 +153,11 @@ TEST(mkdirs_creates_nested_and_accepts_existing)
     io_close(fd);
     CHECK(io_mkdirs(f, &e) == DV_EEXIST);
     CHECK(io_tree_size(d) == 5);
+    char l[500];
+    snprintf(l, sizeof l, "%s/link", d);
+    CHECK(io_link(f, l) == 0);
+    CHECK(io_tree_size(d) == 5); /* one inode, two names: counted once */
+    CHECK(io_tree_size(l) == 5);
     CHECK(io_disk_free(d) > 0);
     CHECK(io_remove_tree(d, &e) == DV_OK);
     CHECK(!exists(d));
