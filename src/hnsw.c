@@ -113,6 +113,8 @@ dv_code hnsw_create(const hnsw_params *p, size_t capacity, hnsw **out, dv_err *e
         free(h);
         return dv_errorf(err, DV_EINVAL, "hnsw: create: no kernel for metric %d", (int)p->metric);
     }
+    h->l2b = hnsw_pick_l2b();
+    h->unit = 1;
     h->links_off = (size_t)p->dim * sizeof(float);
     h->node_size = round_up(h->links_off + (1 + (size_t)h->m0) * sizeof(uint32_t), 64);
     pthread_mutex_init(&h->glock, NULL);
@@ -195,6 +197,15 @@ dv_code hnsw_set_vector(hnsw *h, uint32_t slot, const float *v, dv_err *err)
         return dv_errorf(err, DV_EEXIST, "hnsw: set_vector: slot %u is %s", slot,
                          (f & HNSW_F_DELETED) ? "tombstoned (use a new slot)" : "already linked");
     memcpy((float *)hnsw_vec(h, slot), v, (size_t)h->dim * sizeof(float));
+    if (h->metric == DV_METRIC_COSINE || h->metric == DV_METRIC_DOT) {
+        /* HNSW_D_UNIT is exact only over unit vectors; one exception turns
+         * it off for good. 1e-4 admits float rounding of normalized input. */
+        double n2 = 0;
+        for (uint32_t i = 0; i < h->dim; i++)
+            n2 += (double)v[i] * v[i];
+        if (n2 < 1.0 - 1e-4 || n2 > 1.0 + 1e-4)
+            __atomic_store_n(&h->unit, 0, __ATOMIC_RELAXED);
+    }
     __atomic_or_fetch(&h->flags[slot], HNSW_F_STORED, __ATOMIC_RELEASE);
     return DV_OK;
 }

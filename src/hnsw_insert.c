@@ -10,6 +10,7 @@
  * a list never holds its own node or a duplicate; counts never exceed m0
  * (layer 0) or m (layers above).
  */
+#include <float.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,10 +21,12 @@ size_t hnsw_select(const hnsw *h, const hnsw_cand *cand, size_t n, size_t max, h
 {
     size_t k = 0;
     for (size_t i = 0; i < n && k < max; i++) {
-        const float *v = hnsw_vec(h, cand[i].id);
+        hnsw_query vq;
+        hnsw_query_init(h, hnsw_vec(h, cand[i].id), &vq);
         int keep = 1;
         for (size_t j = 0; j < k; j++) {
-            if (hnsw_distance(h, v, hnsw_vec(h, out[j].id)) < cand[i].d) {
+            /* Bounded: only "nearer than cand[i].d or not" matters. */
+            if (hnsw_qdist(h, &vq, hnsw_vec(h, out[j].id), cand[i].d) < cand[i].d) {
                 keep = 0;
                 break;
             }
@@ -131,15 +134,16 @@ dv_code hnsw_link(hnsw *h, uint32_t slot, dv_err *err)
         }
     }
 
-    const float *q = hnsw_vec(h, slot);
+    hnsw_query q;
+    hnsw_query_init(h, hnsw_vec(h, slot), &q);
     int top_level = hnsw_top_level(top);
     uint32_t cur = hnsw_top_entry(top);
-    float curd = hnsw_distance(h, q, hnsw_vec(h, cur));
+    float curd = hnsw_qdist(h, &q, hnsw_vec(h, cur), FLT_MAX);
     for (int lc = top_level; lc > level; lc--)
-        hnsw_greedy(h, q, (unsigned)lc, &cur, &curd);
+        hnsw_greedy(h, &q, (unsigned)lc, &cur, &curd);
     for (int lc = level < top_level ? level : top_level; lc >= 0; lc--) {
         hnsw_cand nearest;
-        size_t n = hnsw_search_layer(h, c, q, cur, curd, h->efc, (unsigned)lc, NULL, NULL, slot, &nearest);
+        size_t n = hnsw_search_layer(h, c, &q, cur, curd, h->efc, (unsigned)lc, NULL, NULL, slot, &nearest);
         hnsw_res_sorted(c, n);
         size_t k = hnsw_select(h, c->work, n, h->m, c->sel);
         /* Our own list first (others may already be adding to it), then

@@ -42,6 +42,23 @@ typedef struct hnsw_cand {
     uint32_t id;
 } hnsw_cand;
 
+/* l2sq(a, b) over n floats; may stop early and return any value > bound
+ * once the partial sum exceeds bound (partial sums only grow). */
+typedef float (*hnsw_bdist_fn)(const float *a, const float *b, size_t n, float bound);
+
+/* How a search computes its internal distances (hnsw_query_init):
+ *   HNSW_D_PLAIN: the dist.h kernel of the metric, never bounded;
+ *   HNSW_D_L2:    Euclidean through the bounded l2sq kernel;
+ *   HNSW_D_UNIT:  Cosine/Dot while every stored vector has unit norm:
+ *                 -<q,b> = (|q-b|^2 - |q|^2 - 1) / 2 exactly, so the bounded
+ *                 l2sq kernel applies (qn1 = |q|^2 + 1). */
+enum { HNSW_D_PLAIN = 0, HNSW_D_L2 = 1, HNSW_D_UNIT = 2 };
+typedef struct hnsw_query {
+    const float *q;
+    float qn1;
+    int mode;
+} hnsw_query;
+
 /* Per-search scratch, pooled: visited tags (epoch-stamped, never cleared
  * but on wrap), the candidate min-heap, the result max-heap and buffers
  * for the selection heuristic. */
@@ -70,6 +87,8 @@ struct hnsw {
     uint64_t seed;
     double ml;         /* 1 / ln(m) */
     dist_fn dist;      /* kernel giving the internal distance (dist.h) */
+    hnsw_bdist_fn l2b; /* bounded l2sq kernel (hnsw_search.c) or NULL */
+    int unit;          /* atomic: every stored vector has unit norm so far */
 
     size_t cap;
     size_t node_size;
@@ -104,6 +123,20 @@ static inline uint32_t *hnsw_links(const hnsw *h, uint32_t s, unsigned lc)
 static inline float hnsw_distance(const hnsw *h, const float *a, const float *b)
 {
     return h->dist(a, b, h->dim);
+}
+
+/* Internal distance from the query to v; when it is >= bound the value
+ * returned is only guaranteed to be >= bound as well. */
+static inline float hnsw_qdist(const hnsw *h, const hnsw_query *q, const float *v, float bound)
+{
+    switch (q->mode) {
+    case HNSW_D_L2:
+        return h->l2b(q->q, v, h->dim, bound);
+    case HNSW_D_UNIT:
+        return (h->l2b(q->q, v, h->dim, 2.0f * bound + q->qn1) - q->qn1) * 0.5f;
+    default:
+        return h->dist(q->q, v, h->dim);
+    }
 }
 
 static inline uint32_t hnsw_top_entry(uint64_t top) { return (uint32_t)top; }
@@ -153,13 +186,16 @@ void hnsw_ctx_put(const hnsw *h, hnsw_ctx *c);
 int hnsw_ctx_grow_cand(hnsw_ctx *c, size_t n);
 
 /* hnsw_search.c */
+/* The bounded l2sq kernel for this CPU (NULL: none, use HNSW_D_PLAIN). */
+hnsw_bdist_fn hnsw_pick_l2b(void);
+void hnsw_query_init(const hnsw *h, const float *q, hnsw_query *out);
 /* Greedy walk on layer lc (ef = 1) from *cur; updates *cur / *curd. */
-void hnsw_greedy(const hnsw *h, const float *q, unsigned lc, uint32_t *cur, float *curd);
+void hnsw_greedy(const hnsw *h, const hnsw_query *q, unsigned lc, uint32_t *cur, float *curd);
 /* Best-first search of layer lc from ep. Leaves up to ef accepted nodes in
  * c->res (a max-heap, n returned). Deleted slots and `exclude` are traversed
  * but never accepted; filter (if any) decides the rest. *nearest gets the
  * nearest node visited, accepted or not. */
-size_t hnsw_search_layer(const hnsw *h, hnsw_ctx *c, const float *q, uint32_t ep, float epd,
+size_t hnsw_search_layer(const hnsw *h, hnsw_ctx *c, const hnsw_query *q, uint32_t ep, float epd,
                          size_t ef, unsigned lc, hnsw_filter_fn filter, void *fctx,
                          uint32_t exclude, hnsw_cand *nearest);
 /* Pop the max-heap c->res (n entries) into c->work ascending. */

@@ -12,8 +12,123 @@
  */
 #include <float.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "hnsw_int.h"
+
+/* ---- bounded l2sq kernels ---------------------------------------------
+ * The search discards a neighbour as soon as its distance reaches the
+ * current ef-th best, so the kernel checks the partial sum every 256
+ * floats and gives up once it exceeds the bound: most rejected vectors are
+ * then never read in full. Compiled for their ISA through target
+ * attributes (this file gets no -m flags) and picked from dist_best()'s
+ * choice, so DVECDB_SIMD caps them too. */
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512dq,avx2,fma"))) static float l2b_avx512(const float *a, const float *b,
+                                                                             size_t n, float bound)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    __m512 s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+    size_t i = 0;
+    while (i + 64 <= n) {
+        __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
+        __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16));
+        __m512 d2 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32));
+        __m512 d3 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48));
+        s0 = _mm512_fmadd_ps(d0, d0, s0);
+        s1 = _mm512_fmadd_ps(d1, d1, s1);
+        s2 = _mm512_fmadd_ps(d2, d2, s2);
+        s3 = _mm512_fmadd_ps(d3, d3, s3);
+        i += 64;
+        if ((i & 255) == 0 && i + 64 <= n) {
+            float part = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+            if (part > bound)
+                return part;
+        }
+    }
+    for (; i + 16 <= n; i += 16) {
+        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
+        s1 = _mm512_fmadd_ps(d, d, s1);
+    }
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+        __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i));
+        s2 = _mm512_fmadd_ps(d, d, s2);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+__attribute__((target("avx2,fma"))) static float hsum256(__m256 v)
+{
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_add_ss(x, _mm_movehdup_ps(x));
+    return _mm_cvtss_f32(x);
+}
+
+__attribute__((target("avx2,fma"))) static float l2b_avx2(const float *a, const float *b, size_t n, float bound)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    size_t i = 0;
+    while (i + 32 <= n) {
+        __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+        __m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8));
+        __m256 d2 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16));
+        __m256 d3 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24));
+        s0 = _mm256_fmadd_ps(d0, d0, s0);
+        s1 = _mm256_fmadd_ps(d1, d1, s1);
+        s2 = _mm256_fmadd_ps(d2, d2, s2);
+        s3 = _mm256_fmadd_ps(d3, d3, s3);
+        i += 32;
+        if ((i & 255) == 0 && i + 32 <= n) {
+            float part = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+            if (part > bound)
+                return part;
+        }
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+        s1 = _mm256_fmadd_ps(d, d, s1);
+    }
+    float tail = 0;
+    for (; i < n; i++) {
+        float d = a[i] - b[i];
+        tail += d * d;
+    }
+    return hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3))) + tail;
+}
+#endif
+
+hnsw_bdist_fn hnsw_pick_l2b(void)
+{
+#if defined(__x86_64__)
+    const char *name = dist_best()->name;
+    if (strcmp(name, "avx512") == 0)
+        return l2b_avx512;
+    if (strcmp(name, "avx2") == 0)
+        return l2b_avx2;
+#endif
+    return NULL;
+}
+
+void hnsw_query_init(const hnsw *h, const float *q, hnsw_query *out)
+{
+    out->q = q;
+    out->qn1 = 0;
+    out->mode = HNSW_D_PLAIN;
+    if (!h->l2b)
+        return;
+    if (h->metric == DV_METRIC_EUCLIDEAN) {
+        out->mode = HNSW_D_L2;
+    } else if ((h->metric == DV_METRIC_COSINE || h->metric == DV_METRIC_DOT) &&
+               __atomic_load_n(&h->unit, __ATOMIC_RELAXED)) {
+        out->mode = HNSW_D_UNIT;
+        out->qn1 = 1.0f - h->dist(q, q, h->dim); /* dist is -ip */
+    }
+}
 
 /* ---- heaps on arrays ------------------------------------------------ */
 
@@ -97,11 +212,20 @@ void hnsw_res_sorted(hnsw_ctx *c, size_t n)
 
 /* ---- prefetch ------------------------------------------------------- */
 
+/* Neighbours ahead whose vectors are prefetched, and how many cache lines
+ * of each (the hardware streamer fetches the rest once it sees the run);
+ * chosen by measurement on 784- and 1536-dim data (docs/benchmarks.md). */
+#define PREFETCH_AHEAD 2
+#define PREFETCH_LINES 8
+
 static inline void prefetch_vec(const hnsw *h, uint32_t s)
 {
     const char *p = (const char *)hnsw_vec(h, s);
-    __builtin_prefetch(p, 0, 3);
-    __builtin_prefetch(p + 64, 0, 3);
+    size_t nl = ((size_t)h->dim * sizeof(float) + 63) / 64;
+    if (nl > PREFETCH_LINES)
+        nl = PREFETCH_LINES;
+    for (size_t i = 0; i < nl; i++)
+        __builtin_prefetch(p + 64 * i, 0, 3);
 }
 
 /* New visited epoch; the tag table is cleared only when the epoch wraps. */
@@ -114,7 +238,7 @@ static inline uint16_t next_epoch(hnsw_ctx *c)
     return c->epoch;
 }
 
-void hnsw_greedy(const hnsw *h, const float *q, unsigned lc, uint32_t *cur, float *curd)
+void hnsw_greedy(const hnsw *h, const hnsw_query *q, unsigned lc, uint32_t *cur, float *curd)
 {
     int changed = 1;
     while (changed) {
@@ -126,8 +250,8 @@ void hnsw_greedy(const hnsw *h, const float *q, unsigned lc, uint32_t *cur, floa
         for (uint32_t j = 0; j < n; j++) {
             uint32_t id = __atomic_load_n(&ll[1 + j], __ATOMIC_RELAXED);
             if (j + 1 < n)
-                prefetch_vec(h, ll[2 + j]);
-            float d = hnsw_distance(h, q, hnsw_vec(h, id));
+                prefetch_vec(h, __atomic_load_n(&ll[2 + j], __ATOMIC_RELAXED));
+            float d = hnsw_qdist(h, q, hnsw_vec(h, id), *curd);
             if (d < *curd) {
                 *curd = d;
                 *cur = id;
@@ -137,7 +261,7 @@ void hnsw_greedy(const hnsw *h, const float *q, unsigned lc, uint32_t *cur, floa
     }
 }
 
-size_t hnsw_search_layer(const hnsw *h, hnsw_ctx *c, const float *q, uint32_t ep, float epd,
+size_t hnsw_search_layer(const hnsw *h, hnsw_ctx *c, const hnsw_query *q, uint32_t ep, float epd,
                          size_t ef, unsigned lc, hnsw_filter_fn filter, void *fctx,
                          uint32_t exclude, hnsw_cand *nearest)
 {
@@ -166,22 +290,27 @@ size_t hnsw_search_layer(const hnsw *h, hnsw_ctx *c, const float *q, uint32_t ep
         uint32_t n = __atomic_load_n(&ll[0], __ATOMIC_ACQUIRE);
         if (n > maxn)
             n = maxn;
-        if (n)
-            prefetch_vec(h, ll[1]);
         if (!hnsw_ctx_grow_cand(c, nc + n)) /* XXX: out of memory mid-search: return what we have */
             break;
         cand = c->cand;
+        /* Gather the unvisited neighbours first, so the vectors of the next
+         * ones can be prefetched while the current distance is computed. */
+        uint32_t ids[2 * DV_HNSW_M_MAX];
+        uint32_t nn = 0;
         for (uint32_t j = 0; j < n; j++) {
-            uint32_t id = __atomic_load_n(&ll[1 + j], __ATOMIC_RELAXED);
-            if (j + 1 < n) {
-                uint32_t nx = ll[2 + j];
-                __builtin_prefetch(&vis[nx], 1, 3);
-                prefetch_vec(h, nx);
-            }
+            uint32_t id = __atomic_load_n(&ll[1 + j], __ATOMIC_ACQUIRE);
             if (vis[id] == tag)
                 continue;
             vis[id] = tag;
-            float d = hnsw_distance(h, q, hnsw_vec(h, id));
+            ids[nn++] = id;
+        }
+        for (uint32_t j = 0; j < nn && j < PREFETCH_AHEAD; j++)
+            prefetch_vec(h, ids[j]);
+        for (uint32_t j = 0; j < nn; j++) {
+            uint32_t id = ids[j];
+            if (j + PREFETCH_AHEAD < nn)
+                prefetch_vec(h, ids[j + PREFETCH_AHEAD]);
+            float d = hnsw_qdist(h, q, hnsw_vec(h, id), bound);
             if (d < nearest->d && id != exclude) {
                 nearest->d = d;
                 nearest->id = id;
@@ -215,12 +344,14 @@ size_t hnsw_search(const hnsw *h, const float *q, size_t k, size_t ef, hnsw_filt
     hnsw_ctx *c = hnsw_ctx_get(h, ef);
     if (!c) /* XXX: no error channel in this signature; out of memory reads as no results */
         return 0;
+    hnsw_query hq;
+    hnsw_query_init(h, q, &hq);
     uint32_t cur = hnsw_top_entry(top);
-    float curd = hnsw_distance(h, q, hnsw_vec(h, cur));
+    float curd = hnsw_qdist(h, &hq, hnsw_vec(h, cur), FLT_MAX);
     for (int lc = hnsw_top_level(top); lc > 0; lc--)
-        hnsw_greedy(h, q, (unsigned)lc, &cur, &curd);
+        hnsw_greedy(h, &hq, (unsigned)lc, &cur, &curd);
     hnsw_cand nearest;
-    size_t n = hnsw_search_layer(h, c, q, cur, curd, ef, 0, filter, ctx, HNSW_NONE, &nearest);
+    size_t n = hnsw_search_layer(h, c, &hq, cur, curd, ef, 0, filter, ctx, HNSW_NONE, &nearest);
     hnsw_res_sorted(c, n);
     if (n > k)
         n = k;

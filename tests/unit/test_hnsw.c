@@ -699,6 +699,62 @@ TEST(dot_metric_on_normalized_vectors_has_high_recall)
     free(v);
 }
 
+static float neg_ip(const float *a, const float *b, size_t d)
+{
+    float s = 0;
+    for (size_t i = 0; i < d; i++)
+        s += a[i] * b[i];
+    return -s;
+}
+
+TEST(dot_metric_on_unnormalized_vectors_orders_by_inner_product)
+{
+    /* Vectors of norms 0.5..2: the unit-norm shortcut must switch itself
+     * off and distances stay exactly -<q, v>. */
+    size_t n = 3000, nq = 50, d = 32;
+    float *v = make_clustered(n + nq, d, 12);
+    for (size_t i = 0; i < n + nq; i++) {
+        float s = 0;
+        for (size_t j = 0; j < d; j++)
+            s += v[i * d + j] * v[i * d + j];
+        float scale = (0.5f + 1.5f * (float)(i % 7) / 6.0f) / sqrtf(s);
+        for (size_t j = 0; j < d; j++)
+            v[i * d + j] *= scale;
+    }
+    hnsw *h = build_index(v, n, d, DV_METRIC_DOT, 1, 3, 0, 0);
+    CHECK(h);
+    double sum = 0;
+    for (size_t i = 0; i < nq; i++) {
+        const float *q = v + (n + i) * d;
+        uint32_t got[K], truth[K];
+        float gd[K], bd[K];
+        size_t ng = hnsw_search(h, q, K, 100, NULL, NULL, got, gd);
+        CHECK(ng == K);
+        for (size_t j = 0; j < ng; j++)
+            CHECKF(fabsf(gd[j] - neg_ip(q, v + (size_t)got[j] * d, d)) < 1e-3f, "%g", gd[j]);
+        /* exact by brute force over -ip */
+        size_t nb = 0;
+        for (size_t r = 0; r < n; r++) {
+            float dd = neg_ip(q, v + r * d, d);
+            if (nb == K && dd >= bd[nb - 1])
+                continue;
+            size_t j = nb < K ? nb++ : nb - 1;
+            while (j > 0 && bd[j - 1] > dd) {
+                bd[j] = bd[j - 1];
+                truth[j] = truth[j - 1];
+                j--;
+            }
+            bd[j] = dd;
+            truth[j] = (uint32_t)r;
+        }
+        sum += recall_of(got, ng, truth, nb);
+    }
+    fprintf(stderr, "  dot (unnormalized) recall@10 ef=100: %.4f\n", sum / nq);
+    CHECKF(sum / nq >= 0.9, "%.4f", sum / nq);
+    hnsw_destroy(h);
+    free(v);
+}
+
 typedef struct conc {
     hnsw *h;
     const float *base;
