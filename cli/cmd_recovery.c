@@ -402,6 +402,7 @@ static int cmd_import(const cli_ctx *ctx, const cli_cmd *self, int argc, char **
     if (rc)
         return rc;
     json_t *final = NULL;
+    char job_err[700] = "";
     if (job) {
         cli_catch_signals();
         rc = poll_job(ctx, job, &final);
@@ -453,15 +454,23 @@ static int cmd_import(const cli_ctx *ctx, const cli_cmd *self, int argc, char **
     rc = poll_job(ctx, job_id, &final);
 show:
     if (final) {
+        json_t *je = out_get(final, "error");
+        json_t *jc = out_get(final, "code");
+        if (json_is_string(je))
+            snprintf(job_err, sizeof job_err, "%s%s%s%s", json_string_value(je),
+                     json_is_string(jc) ? " (code " : "", json_is_string(jc) ? json_string_value(jc) : "",
+                     json_is_string(jc) ? ")" : "");
         if (ctx->json)
             out_json(final);
         else if (json_is_object(final))
             out_kv(final);
         json_decref(final);
     }
-    if (rc == CLI_FAIL && !cli_interrupted)
-        fprintf(stderr, "vectordb-cli: import failed (see the job's error above)\n"
-                        "  next: fix the cause; the source files were not modified\n");
+    if (rc == CLI_FAIL && !cli_interrupted && job_err[0])
+        fprintf(stderr, "vectordb-cli: import failed: %s\n"
+                        "  next: fix the cause and import again; the source files were not "
+                        "modified\n",
+                job_err);
     return rc;
 }
 

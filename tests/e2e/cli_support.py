@@ -1,8 +1,8 @@
 """Fixtures and helpers of the vectordb-cli end-to-end tests.
 
 Starts the real $DVECDB_BUILD/vectordb-server (default build/) on 127.0.0.1
-and a free port over a temporary data directory, with an admin API key, and
-waits for GET /health. Runs $DVECDB_BUILD/vectordb-cli with --url/--api-key.
+and a free port over a temporary data directory, with an admin API key and
+an --import-root, and waits for GET /health (and /readyz). Runs $DVECDB_BUILD/vectordb-cli with --url/--api-key.
 
 Environment: DVECDB_BUILD ("build" or "build-asan"), DVECDB_E2E_QUICK=1
 (smaller sizes).
@@ -58,7 +58,11 @@ class CliServer:
             if self.proc.poll() is not None:
                 raise RuntimeError("vectordb-server exited with %s:\n%s" % (self.proc.returncode, self.log_tail()))
             try:
-                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                # /health answers as soon as the port is open; /readyz once
+                # the database has finished opening (a server without the
+                # route answers 404: then /health is all there is).
+                if requests.get(self.url + "/health", timeout=1).status_code == 200 and \
+                        requests.get(self.url + "/readyz", timeout=1).status_code in (200, 404):
                     return self
             except requests.ConnectionError:
                 pass
