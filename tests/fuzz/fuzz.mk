@@ -34,8 +34,13 @@ FUZZ_SRCS_filter := src/err.c src/payload.c
 FUZZ_SRCS_wal := src/err.c src/io.c src/wal.c
 FUZZ_SRCS_index := src/err.c $(sort $(wildcard src/dist*.c src/hnsw*.c))
 FUZZ_SRCS_readers := src/err.c cli/ingest_readers.c
+# the whole server but its main(), over the whole engine
+# (enabled once the recovery modules its handlers call exist)
+FUZZ_SRCS_http := $(filter-out server/main.c,$(sort $(wildcard server/*.c))) $(sort $(wildcard src/*.c)) \
+    src/backup.c src/import.c src/restore.c
+FUZZ_LIBS_http := -lmicrohttpd -linih
 
-FUZZ_KNOWN := payload filter wal index readers
+FUZZ_KNOWN := payload filter wal index readers http
 # all sources of a list exist -> "yes"
 fuzz_have = $(if $(strip $(1)),$(if $(filter-out $(wildcard $(1)),$(1)),,yes))
 FUZZ_TARGETS ?= $(foreach t,$(FUZZ_KNOWN),$(if $(and $(wildcard tests/fuzz/fuzz_$(t).c),$(call fuzz_have,$(FUZZ_SRCS_$(t)))),$(t)))
@@ -63,10 +68,10 @@ $(FUZZ_BUILD)/rp/obj/%.o: %.c
 # Per-target link rules (one pair per enabled target).
 define FUZZ_TARGET_RULES
 $(FUZZ_BUILD)/fuzz_$(1): $(FUZZ_BUILD)/lf/obj/tests/fuzz/fuzz_$(1).o $(FUZZ_SRCS_$(1):%.c=$(FUZZ_BUILD)/lf/obj/%.o)
-	$(FUZZ_CC) $(FUZZ_LF_LDFLAGS) -o $$@ $$^ $(FUZZ_LIBS)
+	$(FUZZ_CC) $(FUZZ_LF_LDFLAGS) -o $$@ $$^ $(FUZZ_LIBS_$(1)) $(FUZZ_LIBS)
 $(FUZZ_BUILD)/replay/fuzz_$(1): $(FUZZ_BUILD)/rp/obj/tests/fuzz/fuzz_$(1).o $(FUZZ_BUILD)/rp/obj/tests/fuzz/replay_main.o $(FUZZ_SRCS_$(1):%.c=$(FUZZ_BUILD)/rp/obj/%.o)
 	@mkdir -p $$(dir $$@)
-	$(CC) $(FUZZ_RP_LDFLAGS) -o $$@ $$^ $(FUZZ_LIBS)
+	$(CC) $(FUZZ_RP_LDFLAGS) -o $$@ $$^ $(FUZZ_LIBS_$(1)) $(FUZZ_LIBS)
 endef
 $(foreach t,$(FUZZ_TARGETS),$(eval $(call FUZZ_TARGET_RULES,$(t))))
 

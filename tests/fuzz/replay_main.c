@@ -7,7 +7,9 @@
  * Each input is copied into a buffer of exactly its size, as libFuzzer does,
  * so that a read past the end is caught by ASan. Exit status 0 when every
  * input ran; a crash aborts through the sanitizer with the input's name
- * printed just before it ran. */
+ * printed just before it ran. An input running longer than REPLAY_TIMEOUT
+ * seconds (default 60) is a hang: it is named and the process aborts, so a
+ * deadlock fails `make test` instead of stalling it. */
 #include <dirent.h>
 #include <signal.h>
 #include <stdint.h>
@@ -35,6 +37,18 @@ static void say_current(void)
         (void)!write(2, "\n", 1);
     }
 }
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    static const char msg[] = "\nreplay: input still running after REPLAY_TIMEOUT seconds (a hang)";
+    (void)!write(2, msg, sizeof msg - 1);
+    say_current();
+    signal(SIGABRT, SIG_DFL);
+    abort();
+}
+
+static unsigned timeout_s = 60;
 
 static void on_abort(int sig)
 {
@@ -81,7 +95,9 @@ static int run_file(const char *path)
     if (verbose)
         fprintf(stderr, "replay: %s (%zu bytes)\n", path, n);
     current = path;
+    alarm(timeout_s);
     LLVMFuzzerTestOneInput(exact, n);
+    alarm(0);
     current = NULL;
     free(exact);
     return 0;
@@ -144,6 +160,9 @@ int main(int argc, char **argv)
     signal(SIGABRT, on_abort);
     signal(SIGSEGV, on_abort);
     signal(SIGBUS, on_abort);
+    signal(SIGALRM, on_alarm);
+    if (getenv("REPLAY_TIMEOUT") && atoi(getenv("REPLAY_TIMEOUT")) > 0)
+        timeout_s = (unsigned)atoi(getenv("REPLAY_TIMEOUT"));
     size_t count = 0;
     int rc = 0;
     for (int i = 1; i < argc; i++) {
