@@ -467,16 +467,26 @@ static dv_code replay_segment(const char *path, const uint8_t *buf, uint64_t siz
     return DV_OK;
 }
 
-/* 0 if the 32-byte header of buf is valid for first_seq. */
-static int seg_header_ok(const uint8_t *buf, uint64_t size, uint64_t first_seq)
+enum { HDR_OK, HDR_TORN, HDR_BAD };
+
+/* Check a segment header. HDR_TORN: short or failing its checksum (what a
+ * cut creation leaves); HDR_BAD: intact but not ours to read (another
+ * version, or a first_seq that contradicts the file name), never dropped. */
+static int seg_header_check(const uint8_t *buf, uint64_t size, uint64_t first_seq, const char **why)
 {
+    *why = "truncated segment header";
     if (size < WAL_SEG_HDR)
-        return 0;
-    if (memcmp(buf, WAL_MAGIC, 5) != 0 || buf[5] || buf[6] || buf[7])
-        return 0;
-    if (get_u64(buf + 24) != XXH3_64bits(buf, 24))
-        return 0;
-    return get_u32(buf + 8) == WAL_VERSION && get_u32(buf + 12) == WAL_SEG_HDR && get_u64(buf + 16) == first_seq;
+        return HDR_TORN;
+    *why = "segment header checksum mismatch";
+    if (memcmp(buf, WAL_MAGIC, 5) != 0 || buf[5] || buf[6] || buf[7] || get_u64(buf + 24) != XXH3_64bits(buf, 24))
+        return HDR_TORN;
+    *why = "unsupported wal format version";
+    if (get_u32(buf + 8) != WAL_VERSION || get_u32(buf + 12) != WAL_SEG_HDR)
+        return HDR_BAD;
+    *why = "segment header first_seq does not match the file name";
+    if (get_u64(buf + 16) != first_seq)
+        return HDR_BAD;
+    return HDR_OK;
 }
 
 /* Read a whole segment into *buf, growing it as needed; the buffer is reused
@@ -610,18 +620,20 @@ dv_code wal_open(const char *dir, dv_fsync_policy policy, uint32_t interval_ms, 
                            path, fs, expect);
             goto fail;
         }
-        if (!seg_header_ok(buf, size, fs)) {
+        const char *hdr_why;
+        int hdr = seg_header_check(buf, size, fs, &hdr_why);
+        if (hdr != HDR_OK) {
             /* A last segment whose header never became durable is a torn
              * creation: nothing acknowledged can be in it unless a valid
              * record can be found after the header bytes. */
             uint64_t found;
-            if (last && (size < WAL_SEG_HDR || !valid_record_after(buf, size, 0, fs, &found))) {
+            if (hdr == HDR_TORN && last && !valid_record_after(buf, size, 0, fs, &found)) {
                 drop_last = 1;
                 next = fs;
                 last_end = 0;
                 break;
             }
-            rc = dv_errorf(err, DV_ECORRUPT, "wal: %s: offset 0: bad segment header", path);
+            rc = dv_errorf(err, DV_ECORRUPT, "wal: %s: offset 0: %s", path, hdr_why);
             goto fail;
         }
         uint64_t valid_end = 0;

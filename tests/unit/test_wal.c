@@ -12,6 +12,8 @@
 #include "io.h"
 #include "wal.h"
 
+#include <xxhash.h>
+
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define QUICK 1
 #else
@@ -1111,6 +1113,33 @@ TEST(split_append_under_caller_lock_still_groups_fsyncs_and_survives_crash)
     }
     CHECK(wal_close(w, &e) == DV_OK);
     seen_free(&s);
+    io_remove_tree(d, NULL);
+}
+
+TEST(segment_of_an_unknown_version_is_refused_never_dropped)
+{
+    char d[256], seg[512];
+    fresh_dir(d, sizeof d, "ver");
+    dv_err e = {0};
+    wal *w;
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
+    CHECK(wal_append(w, 2, "abc", 3, NULL, &e) == DV_OK);
+    CHECK(wal_close(w, &e) == DV_OK);
+    last_segment(d, seg, sizeof seg);
+    uint8_t *buf;
+    size_t len;
+    CHECK(io_read_file(seg, &buf, &len, NULL) == DV_OK);
+    buf[8] = 2; /* version 2, with a correct header checksum */
+    uint64_t h = XXH3_64bits(buf, 24);
+    for (int i = 0; i < 8; i++)
+        buf[24 + i] = (uint8_t)(h >> (8 * i));
+    int fd = open(seg, O_WRONLY | O_TRUNC);
+    CHECK(fd >= 0 && write(fd, buf, len) == (ssize_t)len);
+    close(fd);
+    free(buf);
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, NULL, &w, &e) == DV_ECORRUPT);
+    CHECKF(strstr(e.msg, "version") && strstr(e.msg, seg), "%s", e.msg);
+    CHECK(fsize(seg) == (long)len);
     io_remove_tree(d, NULL);
 }
 
