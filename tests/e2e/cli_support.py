@@ -100,7 +100,10 @@ class CliServer:
         return env["data"]
 
     def create(self, name, dim, metric="Euclidean"):
-        return self.data("POST", "/collections", {"name": name, "dimension": dim, "distance_metric": metric})
+        # A small HNSW build beam: these tests are about the client, and the
+        # default ef_construction=200 makes the server the slow part.
+        return self.data("POST", "/collections", {"name": name, "dimension": dim, "distance_metric": metric,
+                                                  "index_config": {"max_connections": 8, "ef_construction": 16}})
 
     def count(self, name):
         info = self.data("GET", "/collections/" + name)

@@ -16,7 +16,7 @@ from fault_proxy import FaultProxy
 
 N = 4000 if QUICK else 20000
 KILLS = 3 if QUICK else 10
-BATCH = 64
+BATCH = 200
 DIM = 8
 
 
@@ -85,6 +85,7 @@ def test_sigkill_at_random_moments_then_resume_is_exact_with_at_most_one_batch_r
             resent += 1
         seen.update(rows)
     assert seen == set(range(N))
+    print("kills %d, batches re-sent %d" % (kills, resent))
     assert resent <= kills, "%d batches re-sent for %d kills" % (resent, kills)
     counts = collections.Counter(r for b in proxy.committed_rows() for r in b)
     assert sum(counts.values()) - N <= kills * BATCH
