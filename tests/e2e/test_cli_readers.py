@@ -176,7 +176,7 @@ def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(cli_server, t
 
     cli_server.create("prog", DIM)
     src = tmp_path / "p.npy"
-    np.save(src, np.ones((3000, DIM), dtype=np.float32))
+    np.save(src, np.ones((2000, DIM), dtype=np.float32))
     master, slave = pty.openpty()
     proc = subprocess.Popen([CLI_BIN, "--url", cli_server.url, "--api-key", API_KEY, "ingest", str(src),
                              "--collection", "prog", "--batch-size", "100", "--parallel", "1"],
@@ -196,7 +196,7 @@ def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(cli_server, t
     tty_out = b"".join(chunks).decode("utf-8", "replace")
     assert proc.returncode == 0, tty_out
     assert "\r" in tty_out and "[" in tty_out and "ETA" in tty_out and "/s" in tty_out, tty_out
-    assert "3,000/3,000" in tty_out
+    assert "2,000/2,000" in tty_out
     # Not a terminal: plain lines, no carriage returns.
     p = ingest(cli_server, src, "prog", "--fresh")
     assert "\r" not in p.stderr and "records/s" in p.stderr and "ETA" in p.stderr
