@@ -13,8 +13,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "hnsw_int.h"
+
+#define HUGE_SIZE ((size_t)2 << 20)
+#define HUGE_MIN ((size_t)4 << 20)
 
 static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
@@ -43,9 +47,18 @@ static dv_code alloc_arrays(hnsw *h, size_t cap, dv_err *err)
     if (cap && bytes / cap != h->node_size)
         return dv_errorf(err, DV_ENOMEM, "hnsw: capacity %zu too large", cap);
     void *l0 = NULL;
-    if (posix_memalign(&l0, 64, bytes ? bytes : 64) != 0)
+    /* A large node block is 2 MiB aligned and advised for transparent huge
+     * pages: searches jump between random nodes, and with 4 KiB pages
+     * nearly every vector read is also a TLB miss. */
+    size_t align = bytes >= HUGE_MIN ? HUGE_SIZE : 64;
+    size_t alloc = round_up(bytes ? bytes : 64, align);
+    if (posix_memalign(&l0, align, alloc) != 0)
         return dv_errorf(err, DV_ENOMEM, "hnsw: allocating %zu bytes of nodes", bytes);
-    memset(l0, 0, bytes);
+#ifdef MADV_HUGEPAGE
+    if (align == HUGE_SIZE)
+        (void)madvise(l0, alloc, MADV_HUGEPAGE); /* advice only: failure just means small pages */
+#endif
+    memset(l0, 0, alloc);
     h->l0 = l0;
     h->upper = calloc(cap ? cap : 1, sizeof *h->upper);
     h->levels = calloc(cap ? cap : 1, 1);
