@@ -162,9 +162,9 @@ static dv_code audit_write_line(const char *dir, const char *line, size_t len, d
     if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, AUDIT_FILE) >= sizeof path)
         return dv_errorf(err, DV_EINVAL, "audit: data dir path too long");
     int created = 0;
-    int fd = io_open(path, O_WRONLY | O_APPEND | O_CLOEXEC, 0);
+    int fd = io_open(path, O_RDWR | O_APPEND | O_CLOEXEC, 0); /* read: the last byte */
     if (fd < 0 && errno == ENOENT) {
-        fd = io_open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        fd = io_open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
         created = 1;
     }
     if (fd < 0)

@@ -16,7 +16,6 @@
  * fsync of both parent directories; nothing here writes into a live
  * collection's files.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -62,61 +61,20 @@ int rec_is_dir(const char *path)
     return lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 void rec_free_names(char **names, size_t n)
 {
-    if (!names)
-        return;
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
+    if (names)
+        io_list_free(names, n);
 }
 
-/* Directory listing is a read of metadata only; io.h has no readdir, and a
- * fault injected here would not model any crash, so opendir is used directly. */
 dv_code rec_list_dir(const char *dir, char ***names_out, size_t *n_out, dv_err *err)
 {
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    DIR *d = opendir(dir);
-    if (!d) {
-        if (errno == ENOENT) {
-            *names_out = NULL;
-            *n_out = 0;
-            return DV_OK;
-        }
-        return dv_errorf(err, dv_code_from_errno(errno), "recovery: list %s: %s", dir, strerror(errno));
+    if (!rec_exists(dir)) {
+        *names_out = NULL;
+        *n_out = 0;
+        return DV_OK;
     }
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        if (n == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            char **nn = realloc(names, nc * sizeof *nn);
-            if (!nn)
-                goto nomem;
-            names = nn;
-            cap = nc;
-        }
-        if (!(names[n] = strdup(e->d_name)))
-            goto nomem;
-        n++;
-    }
-    closedir(d);
-    if (n)
-        qsort(names, n, sizeof *names, cmp_names);
-    *names_out = names;
-    *n_out = n;
-    return DV_OK;
-nomem:
-    closedir(d);
-    rec_free_names(names, n);
-    return dv_errorf(err, DV_ENOMEM, "recovery: out of memory listing %s", dir);
+    return io_list_dir(dir, names_out, n_out, err);
 }
 
 /* Parent directory of path into out ("." when there is no slash). */
@@ -210,6 +168,26 @@ dv_code rec_discard(const char *data_dir, const char *path, dv_err *err)
         return rc;
     /* Committed: a crash from here on leaves debris in .staging, removed at open. */
     return io_remove_tree(dst, err);
+}
+
+dv_code rec_fsync_tree_dirs(const char *root, dv_err *err)
+{
+    char **names = NULL;
+    size_t n = 0;
+    dv_code rc = rec_list_dir(root, &names, &n, err);
+    for (size_t i = 0; i < n && rc == DV_OK; i++) {
+        char child[REC_PATH_MAX];
+        if ((rc = rec_path(child, sizeof child, err, "%s/%s", root, names[i])) == DV_OK && rec_is_dir(child))
+            rc = rec_fsync_tree_dirs(child, err);
+    }
+    rec_free_names(names, n);
+    if (rc != DV_OK)
+        return rc;
+    /* The entries created in this directory (files, subdirectories) are not
+     * durable until it is fsynced; the commit rename must not outrun them. */
+    if (io_fsync_dir(root) != 0)
+        return dv_errorf(err, dv_code_from_errno(errno), "recovery: fsync %s: %s", root, strerror(errno));
+    return DV_OK;
 }
 
 dv_code rec_copy_file(const char *from, const char *to, dv_err *err)

@@ -48,6 +48,9 @@ dv_code rec_rename_durable(const char *from, const char *to, int noreplace, dv_e
 /* Crash-safe removal of a tree: rename it into .staging (the commit point),
  * then delete it. A crash mid-delete leaves only staging debris. */
 dv_code rec_discard(const char *data_dir, const char *path, dv_err *err);
+/* fsync every directory of a tree built in staging, deepest first, before
+ * the rename that publishes it. */
+dv_code rec_fsync_tree_dirs(const char *root, dv_err *err);
 /* Copy a regular file (fsynced; to must not exist). */
 dv_code rec_copy_file(const char *from, const char *to, dv_err *err);
 /* Size and XXH3-64 of a file, reading it fully. */
@@ -68,8 +71,51 @@ void rec_format_compact_time(int64_t ms, char out[32]);
 dv_code trash_drop_locked(dv_db *db, const char *name, dv_coll *held, dv_trash_entry *out, dv_err *err);
 /* Find a trash entry: by trash_id, or the newest of name when id is NULL. */
 dv_code trash_find(dv_db *db, const char *name, const char *trash_id, dv_trash_entry *out, dv_err *err);
+/* Backup of a collection through a handle the caller holds (restore with
+ * overwrite, hard delete and import call it with the catalog lock held: it
+ * takes no catalog lock). Not audited, no retention: the callers do both. */
+dv_code backup_create_held(dv_db *db, const char *name, dv_coll *c, const char *reason, dv_backup_info *out,
+                           dv_err *err);
 /* Apply automatic-backup retention for one collection. */
 dv_code backup_prune_auto(dv_db *db, const char *name, dv_err *err);
 /* Copy a verified backup's files (all but its manifest) into an empty dir. */
 dv_code backup_materialize(dv_db *db, const char *name, const char *backup_id, const char *dst_dir, dv_err *err);
+
+/* ---- import (import.c, import_legacy.c) ---- */
+
+/* A forward reader over one source file with a sliding window: views stay
+ * valid until the next imp_get. */
+typedef struct imp_reader {
+    const char *path;
+    int fd;
+    uint64_t size;
+    uint8_t *buf;
+    size_t cap;
+    uint64_t base; /* file offset of buf[0] */
+    size_t len;    /* valid bytes in buf */
+    int io_failed; /* a read failed (errno in io_errno) */
+    int io_errno;
+} imp_reader;
+
+/* n bytes at off, or NULL past EOF or on a read error (io_failed set). */
+const uint8_t *imp_get(imp_reader *r, uint64_t off, size_t n);
+
+/* Where decoded points go: batches into the staging collection. */
+typedef struct imp_sink imp_sink;
+/* Add one point (copied); DV_OK or the error that aborts the import. */
+dv_code imp_sink_add(imp_sink *s, const char *id, const float *v, const char *meta, size_t meta_len, dv_err *err);
+/* Report progress ("read", bytes done of total); DV_EBUSY if cancelled. */
+dv_code imp_sink_progress(imp_sink *s, const char *phase, uint64_t done, uint64_t total, dv_err *err);
+
+typedef struct legacy_stats {
+    uint64_t imported, skipped, bytes_scanned;
+    uint64_t meta_ambiguous; /* records with values kept under _legacy_raw */
+} legacy_stats;
+
+/* Decode an original d-vecDB vectors.bin (format: top of import_legacy.c).
+ * *dim: expected dimension, 0 = take it from the first record header.
+ * Every intact record goes to the sink; damaged ones are skipped. */
+dv_code legacy_import(imp_reader *r, uint32_t *dim, imp_sink *sink, legacy_stats *st, dv_err *err);
+/* 1 if the first bytes look like an original-format record header. */
+int legacy_sniff(const uint8_t *p, size_t n);
 #endif

@@ -29,6 +29,7 @@
 #include "err.h"
 #include "io.h"
 #include "recovery_int.h"
+#include "snap.h"
 
 static int64_t expires_at(const dv_db *db, int64_t deleted_at_ms)
 {
@@ -51,6 +52,9 @@ static int entry_load(const dv_db *db, const char *trash_dir, const char *trash_
     snprintf(e->trash_id, sizeof e->trash_id, "%s", trash_id);
     int64_t info_at = 0;
     rec_read_trash_info(path, &e->vector_count, &info_at);
+    snap_manifest m;
+    if (e->vector_count == 0 && snap_manifest_read(path, &m, NULL) == DV_OK)
+        e->vector_count = m.n_live; /* no marker (dropped by hand?): the last checkpoint's count */
     e->expires_at_ms = expires_at(db, e->deleted_at_ms);
     e->size_bytes = io_tree_size(path);
     return 0;
@@ -73,8 +77,11 @@ dv_code trash_drop_locked(dv_db *db, const char *name, dv_coll *held, dv_trash_e
         return dv_err_wrap(err, rc, "trash: drop %s", name);
     uint64_t count = 0;
     dv_coll_info info;
+    snap_manifest m;
     if (held && dv_coll_info_get(held, &info, NULL) == DV_OK)
         count = info.n_vectors;
+    else if (snap_manifest_read(live, &m, NULL) == DV_OK)
+        count = m.n_live; /* damaged or no handle: what its last checkpoint said */
     int64_t ms = dv_now_ms();
     if ((rc = rec_write_trash_info(live, name, count, ms, err)) != DV_OK)
         goto undo;
