@@ -3,6 +3,7 @@
  * the JSON line each driver prints. Written to compile as C11 and as C++. */
 #ifndef DV_BENCH_COMMON_H
 #define DV_BENCH_COMMON_H
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,16 @@ static inline size_t bench_rss(void)
         fclose(f);
     }
     return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Bytes the allocator has handed out and not had back, over every arena
+ * (glibc mallinfo2: in-use chunks + mmapped chunks). Unlike RSS it does not
+ * depend on which pages earlier frees left for reuse, so two indexes built in
+ * one process are measured alike. */
+static inline size_t bench_heap(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
 }
 
 /* |found ∩ true top-k| / k for one query; gt row has gt_k >= k ids. */

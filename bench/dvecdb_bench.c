@@ -51,7 +51,7 @@ int main(int argc, char **argv)
     for (size_t t = 0; t < n_thr; t++) {
         dv_err err = {0};
         hnsw *h = NULL;
-        size_t rss0 = bench_rss();
+        size_t rss0 = bench_rss(), heap0 = bench_heap();
         double t0 = bench_now();
         if (hnsw_create(&p, base.n, &h, &err) != DV_OK) {
             fprintf(stderr, "bench: hnsw_create: %s\n", err.msg);
@@ -75,7 +75,8 @@ int main(int argc, char **argv)
         }
         rss_delta = bench_rss() - rss0;
         mem_bytes = hnsw_mem_bytes(h);
-        printf(",\"index_bytes\":%zu,\"rss_delta_bytes\":%zu,\"runs\":[", mem_bytes, rss_delta);
+        printf(",\"index_bytes\":%zu,\"rss_delta_bytes\":%zu,\"heap_bytes\":%zu,\"runs\":[", mem_bytes, rss_delta,
+               bench_heap() - heap0);
         uint32_t ids[BENCH_K];
         float ds[BENCH_K];
         for (size_t i = 0; i < qv.n; i++) /* warm-up pass: page in, train the branch predictors */

@@ -58,7 +58,7 @@ int main(int argc, char **argv)
     printf("{\"system\":\"hnswlib (native)\",\"n\":%zu,\"dim\":%zu,\"nq\":%zu,\"M\":16,\"efc\":200", base.n,
            base.dim, qv.n);
     for (size_t t = 0; t < n_thr; t++) {
-        size_t rss0 = bench_rss();
+        size_t rss0 = bench_rss(), heap0 = bench_heap();
         double t0 = bench_now();
         auto *h = new hnswlib::HierarchicalNSW<float>(space, base.n, 16, 200, 42);
         if (threads[t] <= 1) {
@@ -83,7 +83,8 @@ int main(int argc, char **argv)
             continue;
         }
         size_t rss_delta = bench_rss() - rss0;
-        printf(",\"index_bytes\":%zu,\"rss_delta_bytes\":%zu,\"runs\":[", hnswlib_bytes(*h), rss_delta);
+        printf(",\"index_bytes\":%zu,\"rss_delta_bytes\":%zu,\"heap_bytes\":%zu,\"runs\":[", hnswlib_bytes(*h),
+               rss_delta, bench_heap() - heap0);
         uint32_t ids[BENCH_K];
         h->setEf(efs[0]);
         for (size_t i = 0; i < qv.n; i++) // warm-up pass, as in every driver

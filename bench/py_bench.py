@@ -11,6 +11,7 @@ Python call, so these QPS include ~µs of interpreter overhead per query that
 the native drivers do not pay; noted in docs/benchmarks.md.
 Prints one JSON line, the same shape as the C drivers."""
 import argparse
+import ctypes
 import json
 import os
 import sys
@@ -30,6 +31,22 @@ def read_vecs(path, dtype):
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(f, ctypes.c_size_t) for f in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+_libc = ctypes.CDLL(None)
+_libc.mallinfo2.restype = _Mallinfo2
+
+
+def heap():
+    """Live malloc bytes over every arena (glibc mallinfo2), as bench_common.h."""
+    m = _libc.mallinfo2()
+    return m.uordblks + m.hblkhd
 
 
 def recall(found, gt_row):
@@ -101,7 +118,7 @@ def main():
 
     out = {"system": name, "n": n, "dim": dim, "nq": len(query), "M": 16, "efc": 200, "build_s": {}}
     for t, nt in enumerate(threads):
-        r0 = rss()
+        r0, m0 = rss(), heap()
         t0 = time.perf_counter()
         idx = build(nt)
         out["build_s"][str(nt)] = round(time.perf_counter() - t0, 3)
@@ -111,6 +128,7 @@ def main():
             del idx
             continue
         out["rss_delta_bytes"] = rss() - r0
+        out["heap_bytes"] = heap() - m0
         out["index_bytes"] = index_bytes(idx)
         prepare_search(idx)
         qs = [query[i:i + 1] for i in range(len(query))]

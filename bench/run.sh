@@ -23,9 +23,11 @@ THREADS=1,2
 if [ "$SMOKE" = 1 ]; then
     OUT=bench/out/smoke
     REPS=1
+    CHUNK=250
 else
     OUT=bench/out
     REPS=3
+    CHUNK=2000
 fi
 BIN=bench/out/bin
 RES=$OUT/results
@@ -44,13 +46,20 @@ stale() { # stale OUTPUT INPUT... : 0 if OUTPUT is missing or older than any INP
     for f in "$@"; do [ "$f" -nt "$out" ] && return 0; done
     return 1
 }
-if stale $BIN/dvecdb_bench bench/dvecdb_bench.c bench/bench_common.h "$LIB" src/hnsw.h; then
-    cc -std=c11 -O3 -g -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude -Isrc -pthread \
-        bench/dvecdb_bench.c "$LIB" -o $BIN/dvecdb_bench -ljansson -lxxhash -lm
+# the standalone drivers serve the full run's profiles only
+if [ "$SMOKE" != 1 ]; then
+    if stale $BIN/dvecdb_bench bench/dvecdb_bench.c bench/bench_common.h "$LIB" src/hnsw.h; then
+        cc -std=c11 -O3 -g -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude -Isrc -pthread \
+            bench/dvecdb_bench.c "$LIB" -o $BIN/dvecdb_bench -ljansson -lxxhash -lm
+    fi
+    if stale $BIN/hnswlib_bench bench/hnswlib_bench.cpp bench/bench_common.h /usr/include/hnswlib/hnswalg.h; then
+        g++ -std=c++17 -O3 -march=native -g -Wall -Wextra -Werror -pthread -Ibench \
+            bench/hnswlib_bench.cpp -o $BIN/hnswlib_bench
+    fi
 fi
-if stale $BIN/hnswlib_bench bench/hnswlib_bench.cpp bench/bench_common.h /usr/include/hnswlib/hnswalg.h; then
-    g++ -std=c++17 -O3 -march=native -g -Wall -Wextra -Werror -pthread -Ibench \
-        bench/hnswlib_bench.cpp -o $BIN/hnswlib_bench
+if stale $BIN/pair_bench bench/pair_bench.cpp bench/bench_common.h "$LIB" src/hnsw.h /usr/include/hnswlib/hnswalg.h; then
+    g++ -std=c++17 -O3 -march=native -g -Wall -Wextra -Werror -pthread -Ibench -Iinclude -Isrc \
+        bench/pair_bench.cpp "$LIB" -o $BIN/pair_bench -lm
 fi
 
 if stale $BIN/dist_bench bench/dist_bench.cpp bench/bench_common.h "$LIB" src/dist.h; then
@@ -150,10 +159,8 @@ for spec in fmnist:euclidean synth1536:cosine; do
     metric=${spec#*:}
     data=$OUT/$ds
     cp "$data.json" "$RES/$ds.json"
-    echo "== $ds: d-vecDB" >&2
-    $BIN/dvecdb_bench "$data" "$metric" $EFS $REPS $THREADS >"$RES/$ds.dvecdb.json"
-    echo "== $ds: hnswlib (native)" >&2
-    $BIN/hnswlib_bench "$data" "$metric" $EFS $REPS $THREADS >"$RES/$ds.hnswlib.json"
+    echo "== $ds: d-vecDB and hnswlib (native), interleaved" >&2
+    $BIN/pair_bench "$data" "$metric" $EFS $REPS $THREADS $CHUNK >"$RES/$ds.pair.json"
     echo "== $ds: python3-hnswlib" >&2
     $PY bench/py_bench.py --system hnswlib-py "$data" "$metric" $EFS $REPS $THREADS >"$RES/$ds.hnswlib-py.json"
     echo "== $ds: FAISS" >&2
