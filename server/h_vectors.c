@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fastjson.h"
 #include "server.h"
 
 /* ---- UUIDv4 ids ------------------------------------------------------------ */
@@ -251,8 +252,32 @@ static int coll_dim(srv_req *r, dv_coll *coll, uint32_t *dim)
     return 0;
 }
 
-/* Shared body of insert, PUT and batch: parse, upsert, answer the ids. */
-static void upsert_reply(srv_req *r, int batch, const char *path_id)
+/* Answer the ids of a successful upsert: the id, or the array of ids. */
+static void reply_ids(srv_req *r, int batch, const dv_point *pts, size_t n)
+{
+    if (!batch) {
+        srv_reply_ok(r, 200, json_string(pts[0].id));
+        return;
+    }
+    srv_buf sb = {0};
+    sb_puts(&sb, "[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            sb_puts(&sb, ",");
+        sb_json_str(&sb, pts[i].id, strlen(pts[i].id));
+    }
+    sb_puts(&sb, "]");
+    if (sb.oom) {
+        sb_free(&sb);
+        srv_reply_raw(r, 200, NULL, 0);
+    } else {
+        srv_reply_raw(r, 200, sb.p, sb.len);
+    }
+}
+
+/* The general path of insert, PUT and batch (jansson): parse, validate,
+ * upsert, answer; every error is answered here with its precise message. */
+static void upsert_slow(srv_req *r, int batch, const char *path_id)
 {
     json_t *b = srv_body_object(r, 0);
     if (!b)
@@ -307,30 +332,80 @@ static void upsert_reply(srv_req *r, int batch, const char *path_id)
         srv_reply_dv(r, &err);
         goto out;
     }
-    if (batch) {
-        srv_buf sb = {0};
-        sb_puts(&sb, "[");
-        for (size_t i = 0; i < ps.n; i++) {
-            if (i)
-                sb_puts(&sb, ",");
-            sb_json_str(&sb, ps.pts[i].id, strlen(ps.pts[i].id));
-        }
-        sb_puts(&sb, "]");
-        if (sb.oom) {
-            sb_free(&sb);
-            srv_reply_raw(r, 200, NULL, 0);
-        } else {
-            srv_reply_raw(r, 200, sb.p, sb.len);
-        }
-    } else {
-        srv_reply_ok(r, 200, json_string(ps.pts[0].id));
-    }
+    reply_ids(r, batch, ps.pts, ps.n);
 out:
     if (coll)
         dv_coll_close(coll);
     pointset_free(&ps);
     free(items);
     json_decref(b);
+}
+
+/* The fast path (fastjson.c). Returns 1 if the request was answered, 0 to
+ * let upsert_slow parse it again and word the error precisely. */
+static int upsert_fast(srv_req *r, int batch, const char *path_id)
+{
+    fj_points fp;
+    if (!r->body || !fj_parse_points(r->body, r->body_len, batch, &fp))
+        return 0;
+    int answered = 0;
+    dv_coll *coll = NULL;
+    dv_point *pts = NULL;
+    char (*gen)[37] = NULL;
+    if (batch && fp.n > g_srv.cfg.max_batch)
+        goto out;
+    for (size_t i = 0; i < fp.n; i++)
+        if (path_id && fp.pts[i].id && strcmp(fp.pts[i].id, path_id) != 0)
+            goto out;
+    coll = srv_open_coll(r);
+    if (!coll) {
+        answered = 1;
+        goto out;
+    }
+    uint32_t dim;
+    if (coll_dim(r, coll, &dim) < 0) {
+        answered = 1;
+        goto out;
+    }
+    pts = calloc(fp.n, sizeof *pts);
+    gen = malloc(fp.n * sizeof *gen);
+    if (!pts || !gen)
+        goto out;
+    for (size_t i = 0; i < fp.n; i++) {
+        const fj_point *q = &fp.pts[i];
+        if (q->dim != dim)
+            goto out;
+        if (q->id) {
+            pts[i].id = q->id;
+        } else if (path_id) {
+            pts[i].id = path_id;
+        } else {
+            uuid4(gen[i]);
+            pts[i].id = gen[i];
+        }
+        pts[i].vector = fp.floats + q->float_off;
+        pts[i].metadata = q->metadata;
+        pts[i].metadata_len = q->metadata ? strlen(q->metadata) : 0;
+    }
+    answered = 1;
+    dv_err err = {0};
+    if (dv_coll_upsert(coll, pts, fp.n, &err) != DV_OK)
+        srv_reply_dv(r, &err);
+    else
+        reply_ids(r, batch, pts, fp.n);
+out:
+    if (coll)
+        dv_coll_close(coll);
+    free(pts);
+    free(gen);
+    fj_points_free(&fp);
+    return answered;
+}
+
+static void upsert_reply(srv_req *r, int batch, const char *path_id)
+{
+    if (!upsert_fast(r, batch, path_id))
+        upsert_slow(r, batch, path_id);
 }
 
 void h_vec_insert(srv_req *r)
@@ -510,30 +585,75 @@ void h_vec_scroll(srv_req *r)
     dv_coll_close(coll);
 }
 
-void h_search(srv_req *r)
+/* A parsed search request, from either path. */
+typedef struct search_req {
+    float *q;          /* owned */
+    size_t dim;
+    uint64_t limit, ef;
+    int include_vectors, exact;
+    char *filter;      /* owned, compact JSON or NULL */
+} search_req;
+
+static void search_req_free(search_req *sr)
+{
+    free(sr->q);
+    free(sr->filter);
+}
+
+/* limit / ef_search from the query string when the body did not give them
+ * (the original accepted both). -1: answered. */
+static int search_query_params(srv_req *r, search_req *sr, int has_limit, int has_ef)
+{
+    if (!has_limit && srv_query_uint(r, "limit", 1, g_srv.cfg.max_limit, &sr->limit) < 0)
+        return -1;
+    if (!has_ef && srv_query_uint(r, "ef_search", 1, g_srv.cfg.max_ef, &sr->ef) < 0)
+        return -1;
+    return 0;
+}
+
+/* Fast path: 1 parsed, 0 use the general path, -1 answered. */
+static int search_parse_fast(srv_req *r, search_req *sr)
+{
+    fj_search fq;
+    if (!r->body || !fj_parse_search(r->body, r->body_len, &fq))
+        return 0;
+    if ((fq.has_limit && fq.limit > g_srv.cfg.max_limit) || (fq.has_ef && fq.ef > g_srv.cfg.max_ef)) {
+        fj_search_free(&fq);
+        return 0;
+    }
+    sr->q = fq.vec.floats; /* take the query */
+    fq.vec.floats = NULL;
+    sr->dim = fq.dim;
+    if (fq.has_limit)
+        sr->limit = fq.limit;
+    if (fq.has_ef)
+        sr->ef = fq.ef;
+    sr->include_vectors = fq.include_vectors;
+    sr->exact = fq.exact;
+    sr->filter = fq.filter;
+    fq.filter = NULL;
+    int has_limit = fq.has_limit, has_ef = fq.has_ef;
+    fj_search_free(&fq);
+    return search_query_params(r, sr, has_limit, has_ef) < 0 ? -1 : 1;
+}
+
+/* General path (jansson); 0 parsed, -1 answered with the precise error. */
+static int search_parse_slow(srv_req *r, search_req *sr)
 {
     static const char *const fields[] = {"vector", "query_vector", "limit", "ef_search", "filter",
                                          "include_vectors", "exact", NULL};
     static const char *const vnames[] = {"query_vector", "vector", NULL};
+    int rc = -1;
     json_t *b = srv_body_object(r, 0);
     if (!b)
-        return;
-    dv_coll *coll = NULL;
-    float *q = NULL;
-    char *filter = NULL;
-    dv_result *res = NULL;
-    uint64_t limit = 10, ef = 0;
-    int include_vectors = 0, exact = 0;
+        return -1;
     if (srv_check_fields(r, b, fields, "search") < 0)
         goto out;
-    /* Query parameters as the original accepted them; the body wins. */
-    int lr = srv_get_uint(r, b, "limit", 1, g_srv.cfg.max_limit, &limit);
-    if (lr < 0 || (lr == 0 && srv_query_uint(r, "limit", 1, g_srv.cfg.max_limit, &limit) < 0))
+    int lr = srv_get_uint(r, b, "limit", 1, g_srv.cfg.max_limit, &sr->limit);
+    int er = lr < 0 ? -1 : srv_get_uint(r, b, "ef_search", 1, g_srv.cfg.max_ef, &sr->ef);
+    if (lr < 0 || er < 0 || search_query_params(r, sr, lr > 0, er > 0) < 0)
         goto out;
-    int er = srv_get_uint(r, b, "ef_search", 1, g_srv.cfg.max_ef, &ef);
-    if (er < 0 || (er == 0 && srv_query_uint(r, "ef_search", 1, g_srv.cfg.max_ef, &ef) < 0))
-        goto out;
-    if (srv_get_bool(r, b, "include_vectors", &include_vectors) < 0 || srv_get_bool(r, b, "exact", &exact) < 0)
+    if (srv_get_bool(r, b, "include_vectors", &sr->include_vectors) < 0 || srv_get_bool(r, b, "exact", &sr->exact) < 0)
         goto out;
     json_t *f = json_object_get(b, "filter");
     if (f && !json_is_null(f)) {
@@ -541,8 +661,8 @@ void h_search(srv_req *r)
             srv_reply_err(r, 400, "invalid_filter", "search: \"filter\" must be an object");
             goto out;
         }
-        filter = json_dumps(f, JSON_COMPACT);
-        if (!filter) {
+        sr->filter = json_dumps(f, JSON_COMPACT);
+        if (!sr->filter) {
             srv_reply_err(r, 503, "out_of_memory", "server: out of memory");
             goto out;
         }
@@ -550,35 +670,58 @@ void h_search(srv_req *r)
     json_t *vec = vector_field(r, b, vnames, "search");
     if (!vec)
         goto out;
+    sr->dim = json_array_size(vec);
+    sr->q = malloc(sr->dim * sizeof *sr->q);
+    if (!sr->q) {
+        srv_reply_err(r, 503, "out_of_memory", "server: out of memory");
+        goto out;
+    }
+    if (parse_floats(r, vec, sr->q, sr->dim, "search") < 0)
+        goto out;
+    rc = 0;
+out:
+    json_decref(b);
+    return rc;
+}
+
+void h_search(srv_req *r)
+{
+    search_req sr;
+    memset(&sr, 0, sizeof sr);
+    sr.limit = 10;
+    dv_coll *coll = NULL;
+    dv_result *res = NULL;
+    int f = search_parse_fast(r, &sr);
+    if (f < 0)
+        goto out;
+    if (f == 0) {
+        search_req_free(&sr);
+        memset(&sr, 0, sizeof sr);
+        sr.limit = 10;
+        if (search_parse_slow(r, &sr) < 0)
+            goto out;
+    }
     coll = srv_open_coll(r);
     if (!coll)
         goto out;
     uint32_t dim;
     if (coll_dim(r, coll, &dim) < 0)
         goto out;
-    if (json_array_size(vec) != dim) {
-        srv_reply_err(r, 400, "dimension_mismatch", "search: expected %u dimensions, got %zu", dim,
-                      json_array_size(vec));
+    if (sr.dim != dim) {
+        srv_reply_err(r, 400, "dimension_mismatch", "search: expected %u dimensions, got %zu", dim, sr.dim);
         goto out;
     }
-    q = malloc((size_t)dim * sizeof *q);
-    if (!q) {
-        srv_reply_err(r, 503, "out_of_memory", "server: out of memory");
-        goto out;
-    }
-    if (parse_floats(r, vec, q, dim, "search") < 0)
-        goto out;
     dv_search_params p;
     memset(&p, 0, sizeof p);
-    p.k = (uint32_t)limit;
-    p.ef = (uint32_t)ef;
-    p.filter = filter;
-    p.filter_len = filter ? strlen(filter) : 0;
-    p.include_vectors = include_vectors;
-    p.exact = exact;
+    p.k = (uint32_t)sr.limit;
+    p.ef = (uint32_t)sr.ef;
+    p.filter = sr.filter;
+    p.filter_len = sr.filter ? strlen(sr.filter) : 0;
+    p.include_vectors = sr.include_vectors;
+    p.exact = sr.exact;
     dv_err err = {0};
-    if (dv_coll_search(coll, q, &p, &res, &err) != DV_OK) {
-        if (err.code == DV_EINVAL && filter)
+    if (dv_coll_search(coll, sr.q, &p, &res, &err) != DV_OK) {
+        if (err.code == DV_EINVAL && sr.filter)
             srv_reply_err(r, 400, "invalid_filter", "%s", err.msg);
         else
             srv_reply_dv(r, &err);
@@ -599,7 +742,7 @@ void h_search(srv_req *r)
             sb_put(&sb, h->metadata, h->metadata_len);
         else
             sb_puts(&sb, "null");
-        if (include_vectors && h->vector) {
+        if (sr.include_vectors && h->vector) {
             sb_puts(&sb, ",\"vector\":");
             sb_floats(&sb, h->vector, res->dim);
         }
@@ -612,7 +755,5 @@ out:
         dv_result_free(res);
     if (coll)
         dv_coll_close(coll);
-    free(q);
-    free(filter);
-    json_decref(b);
+    search_req_free(&sr);
 }

@@ -112,6 +112,7 @@ typedef struct srv_req {
     size_t n_params;
     char *body;
     size_t body_len, body_cap;
+    size_t body_expect;             /* Content-Length, 0 if none */
     int role;                       /* enum srv_role */
     const char *actor;              /* "admin", "read-only", "anonymous" (never a key) */
     char remote[64];
