@@ -178,6 +178,43 @@ static int cmd_search(const cli_ctx *ctx, const cli_cmd *self, int argc, char **
     return rc;
 }
 
+static void show_page(const cli_ctx *ctx, json_t *data)
+{
+    (void)ctx;
+    static const out_col cols[] = {{"ID", "id"}, {"METADATA", "metadata"}, {"VECTOR", "vector"}};
+    json_t *arr = out_get(data, "vectors");
+    out_table(arr, cols, json_array_size(arr) && out_get(json_array_get(arr, 0), "vector") ? 3 : 2);
+    json_t *next = out_get(data, "next_offset");
+    if (json_is_integer(next))
+        printf("more: --offset %" JSON_INTEGER_FORMAT "\n", json_integer_value(next));
+}
+
+static int cmd_list(const cli_ctx *ctx, const cli_cmd *self, int argc, char **argv)
+{
+    const char *offset = NULL, *limit = NULL;
+    int incl = 0;
+    char *pos[1];
+    cli_opt opts[] = {{"--offset", NULL, OPT_STR, &offset},
+                      {"--limit", "-n", OPT_STR, &limit},
+                      {"--include-vectors", NULL, OPT_FLAG, &incl},
+                      {0}};
+    int rc = cli_parse(self, argc, argv, opts, pos, 1, 1, NULL);
+    if (rc)
+        return rc;
+    uint64_t off = 0, lim = 20;
+    if (offset && (rc = cli_u64(self, "--offset", offset, 0, UINT64_MAX / 2, &off)))
+        return rc;
+    if (limit && (rc = cli_u64(self, "--limit", limit, 1, 10000, &lim)))
+        return rc;
+    char path[640], q[128], what[160];
+    coll_path(path, sizeof path, pos[0], "/vectors");
+    snprintf(q, sizeof q, "?offset=%llu&limit=%llu%s", (unsigned long long)off, (unsigned long long)lim,
+             incl ? "&include_vectors=true" : "");
+    strncat(path, q, sizeof path - strlen(path) - 1);
+    snprintf(what, sizeof what, "list vectors of '%s'", pos[0]);
+    return api_run(ctx, what, "GET", path, NULL, show_page);
+}
+
 const cli_cmd cmds_vectors[] = {
     {"vectors", "insert", cmd_insert, "insert or replace one vector",
      "vectors insert COLLECTION --vector V [--id ID] [--metadata JSON]",
@@ -188,6 +225,13 @@ const cli_cmd cmds_vectors[] = {
      "An existing id is replaced (upsert).\n\n"
      "example:\n  vectordb-cli vectors insert docs --id doc-1 --vector 0.1,0.2,0.3 "
      "--metadata '{\"title\": \"hello\"}'\n"},
+    {"vectors", "list", cmd_list, "page through the vectors of a collection",
+     "vectors list COLLECTION [--offset N] [--limit N] [--include-vectors]",
+     "options:\n"
+     "  --offset N          start at this position (default 0; see 'more:' at the end)\n"
+     "  -n, --limit N       vectors per page (default 20)\n"
+     "  --include-vectors   show the vectors too\n\n"
+     "example:\n  vectordb-cli vectors list docs --limit 50 --offset 100\n"},
     {"vectors", "get", cmd_get, "show one vector and its metadata", "vectors get COLLECTION ID",
      "example:\n  vectordb-cli vectors get docs doc-1\n"},
     {"vectors", "delete", cmd_delete, "delete vectors by id", "vectors delete COLLECTION ID [ID...]",

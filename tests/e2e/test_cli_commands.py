@@ -41,7 +41,7 @@ def test_help_everywhere_has_an_example_and_usage_errors_exit_2(cli_server):
     top = run_cli(cli_server.url, ["--help"])
     assert top.returncode == 0 and "ingest" in top.stdout and "hard-delete" in top.stdout
     cmds = [["health"], ["stats"], ["collections", "create"], ["collections", "list"], ["collections", "info"],
-            ["collections", "delete"], ["vectors", "insert"], ["vectors", "get"], ["vectors", "delete"],
+            ["collections", "delete"], ["vectors", "insert"], ["vectors", "list"], ["vectors", "get"], ["vectors", "delete"],
             ["vectors", "search"], ["trash", "list"], ["trash", "restore"], ["trash", "cleanup"],
             ["backup", "create"], ["backup", "list"], ["backup", "verify"], ["backup", "delete"], ["restore"],
             ["hard-delete"], ["import"], ["audit"], ["ingest"]]
@@ -108,6 +108,12 @@ def test_vectors_insert_get_search_delete(cli_server):
     assert [h["id"] for h in hits] == ["a b/c"]
     p = run_cli(cli_server.url, ["vectors", "search", "vv", "--vector", "0.9,0.1,0,0"])
     assert p.returncode == 0 and "DISTANCE" in p.stdout and "a b/c" in p.stdout
+    page = cli_json(cli_server.url, ["vectors", "list", "vv", "--limit", "1"])
+    assert len(page["vectors"]) == 1 and page["next_offset"] == 1
+    page = cli_json(cli_server.url, ["vectors", "list", "vv", "--offset", "1", "--include-vectors"])
+    assert len(page["vectors"]) == 1 and len(page["vectors"][0]["vector"]) == DIM
+    p = run_cli(cli_server.url, ["vectors", "list", "vv"])
+    assert p.returncode == 0 and "a b/c" in p.stdout and "ID" in p.stdout
     p = run_cli(cli_server.url, ["vectors", "insert", "vv", "--vector", "1,2"])
     assert p.returncode == 1 and "400" in p.stderr  # wrong dimension
     p = run_cli(cli_server.url, ["vectors", "delete", "vv", "a b/c"])
