@@ -16,6 +16,7 @@
  * Invariants: the body is NUL-terminated (http.c) and never modified; every
  * output string is a copy.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +173,16 @@ static int number_f32(scan *s, float *out)
             if (x < 100000)
                 x = x * 10 + (*p - '0');
         e10 += eneg ? -x : x;
+    }
+    if (p - a > 19 && !memchr(a, '.', (size_t)(p - a)) && !memchr(a, 'e', (size_t)(p - a)) &&
+        !memchr(a, 'E', (size_t)(p - a))) {
+        /* jansson refuses integers beyond int64 ("too big integer"): so do we
+         * (by leaving the body to it), for identical answers. */
+        errno = 0;
+        char *ie;
+        (void)strtoll(a, &ie, 10);
+        if (errno == ERANGE)
+            return 0;
     }
     float f;
     if (m == 0) {

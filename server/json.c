@@ -101,6 +101,10 @@ void sb_float(srv_buf *b, float f)
         sb_put(b, "null", 4);
         return;
     }
+    if (f == 0.0f && signbit(f)) {
+        sb_put(b, "-0.0", 4); /* "-0" would read back as the integer 0 in many clients */
+        return;
+    }
     /* 9 significant digits always read back as the same float32. */
     int n = snprintf(t, sizeof t, "%.9g", (double)f);
     sb_put(b, t, (size_t)n);

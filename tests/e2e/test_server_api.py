@@ -203,3 +203,40 @@ def test_every_response_is_an_envelope_and_logged_per_request(server):
     log = server.log_text()
     assert re.search(r"event=request method=GET route=/collections status=200 duration_ms=[0-9.]+", log)
     assert "event=ready" in log and "event=listening" in log
+
+
+def test_fast_and_general_body_parsers_store_the_same_float32_bits(server, rng):
+    """Point bodies are read by a fast scanner, falling back to jansson for
+    anything unusual (here: an escape in the id or a key). Both must store
+    the same float32 bits and metadata for the same numbers."""
+    dim = 12
+    server.create("parsers", dim)
+    texts = ["0.13436424411240122", "-0.0", "1e-40", "3.4028234663852886e38", "-1.17549435e-38", "12345678901234567890.5",
+             "0.1", "1E+2", "-2.5e-3", "7", "0.30000000000000004", "1.0000000000000002"]
+    vec = "[" + ",".join(texts) + "]"
+    md = '{"s":"x","n":1.5,"a":[1,2]}'
+    fast = '{"id":"plain","data":%s,"metadata":%s}' % (vec, md)
+    slow = '{"id":"esc\\u0061ped","data":%s,"metadata":%s}' % (vec, md)
+    for body in (fast, slow):
+        r = server.req("POST", "/collections/parsers/vectors", data=body)
+        assert r.status_code == 200, r.text
+    # integers beyond int64 are refused by both paths alike (jansson's rule)
+    big = vec.replace("7,", "123456789012345678901,")
+    for body in ('{"id":"big1","data":%s}' % big, '{"id":"b\u0069g2","data":%s}' % big):
+        r = server.req("POST", "/collections/parsers/vectors", data=body)
+        assert r.status_code == 400 and r.json()["code"] == "malformed_json", r.text
+    a = server.ok("GET", "/collections/parsers/vectors/plain")
+    b = server.ok("GET", "/collections/parsers/vectors/escaped")
+    va, vb = np.array(a["vector"], dtype=np.float32), np.array(b["vector"], dtype=np.float32)
+    want = np.array([float(t) for t in texts], dtype=np.float32)
+    assert va.tobytes() == vb.tobytes() == want.tobytes()
+    assert a["metadata"] == b["metadata"] == json.loads(md)
+    # a batch and a search through both paths
+    q = "[" + ",".join(["0.5"] * dim) + "]"
+    ra = server.req("POST", "/collections/parsers/search", data='{"vector":%s,"limit":2}' % q).json()
+    rb = server.req("POST", "/collections/parsers/search", data='{"vect\\u006fr":%s,"limit":2}' % q).json()
+    assert ra["success"] and ra == rb
+    pts = [{"id": "bf%d" % i, "data": [rng.uniform(-1, 1) for _ in range(dim)]} for i in range(20)]
+    assert server.batch("parsers", pts) == ["bf%d" % i for i in range(20)]
+    got = server.ok("GET", "/collections/parsers/vectors/bf3")
+    assert np.array(got["vector"], dtype=np.float32).tobytes() == np.array(pts[3]["data"], dtype=np.float32).tobytes()
