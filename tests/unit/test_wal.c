@@ -1240,4 +1240,61 @@ TEST(randomized_crash_workloads_keep_every_acknowledged_record)
     io_remove_tree(d, NULL);
 }
 
+/* An I/O error at any call of wal_open (listing, reading, truncating a torn
+ * tail, creating a segment) is reported as an I/O error, never as corruption,
+ * and loses nothing: the next open replays every record. */
+TEST(eio_at_every_call_of_open_is_an_io_error_and_loses_nothing)
+{
+    char d[256], seg[512];
+    fresh_dir(d, sizeof d, "openeio");
+    dv_err e = {0};
+    wal *w;
+    CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, NULL, &w, &e) == DV_OK);
+    wal_set_segment_bytes(w, 300);
+    for (uint64_t i = 1; i <= 20; i++) {
+        char buf[512];
+        size_t len = make_payload(buf, sizeof buf, i);
+        CHECK(wal_append(w, 1, buf, len, NULL, &e) == DV_OK);
+    }
+    CHECK(wal_close(w, &e) == DV_OK);
+    last_segment(d, seg, sizeof seg);
+    long full = fsize(seg);
+    for (int with_torn = 0; with_torn < 2; with_torn++) {
+        if (with_torn) {
+            int fd = open(seg, O_WRONLY | O_APPEND);
+            CHECK(fd >= 0 && write(fd, "garbage", 7) == 7);
+            close(fd);
+        }
+        int64_t torn = -1;
+        io_fault_arm(IO_FAULT_NONE, 0, 0);
+        CHECK(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, &torn, &w, &e) == DV_OK);
+        uint64_t n_calls = io_calls();
+        io_fault_disarm();
+        CHECK(torn == (with_torn ? full : -1));
+        CHECK(wal_close(w, &e) == DV_OK);
+        for (uint64_t k = 1; k <= n_calls; k++) {
+            if (with_torn) {
+                /* a torn tail to cut: 7 garbage bytes after the last record */
+                int fd = open(seg, O_WRONLY | O_APPEND);
+                CHECK(fd >= 0 && write(fd, "garbage", 7) == 7);
+                close(fd);
+            }
+            io_fault_arm(IO_FAULT_EIO, k, 0);
+            dv_code rc = wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, NULL, NULL, NULL, &w, &e);
+            io_fault_disarm();
+            CHECKF(rc == DV_OK || rc == DV_EIO, "call %" PRIu64 ": rc %d: %s", k, rc, e.msg);
+            if (rc == DV_OK)
+                wal_close(w, NULL);
+            seen s = {0};
+            CHECKF(wal_open(d, DV_FSYNC_ALWAYS, 0, 0, 0, collect, &s, NULL, &w, &e) == DV_OK, "after call %" PRIu64
+                   ": %s", k, e.msg);
+            CHECKF(s.n == 20, "after EIO at call %" PRIu64 ": %zu records", k, s.n);
+            CHECK(wal_close(w, &e) == DV_OK);
+            seen_free(&s);
+            CHECK(fsize(seg) == full);
+        }
+    }
+    io_remove_tree(d, NULL);
+}
+
 T_MAIN()
