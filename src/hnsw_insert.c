@@ -22,7 +22,7 @@ size_t hnsw_select(const hnsw *h, const hnsw_cand *cand, size_t n, size_t max, h
     size_t k = 0;
     for (size_t i = 0; i < n && k < max; i++) {
         hnsw_query vq;
-        hnsw_query_init(h, hnsw_vec(h, cand[i].id), &vq);
+        hnsw_query_init(h, hnsw_vec(h, cand[i].id), 1, &vq);
         int keep = 1;
         for (size_t j = 0; j < k; j++) {
             /* Bounded: only "nearer than cand[i].d or not" matters. */
@@ -135,7 +135,7 @@ dv_code hnsw_link(hnsw *h, uint32_t slot, dv_err *err)
     }
 
     hnsw_query q;
-    hnsw_query_init(h, hnsw_vec(h, slot), &q);
+    hnsw_query_init(h, hnsw_vec(h, slot), 1, &q);
     int top_level = hnsw_top_level(top);
     uint32_t cur = hnsw_top_entry(top);
     float curd = hnsw_qdist(h, &q, hnsw_vec(h, cur), FLT_MAX);

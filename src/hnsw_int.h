@@ -188,7 +188,8 @@ int hnsw_ctx_grow_cand(hnsw_ctx *c, size_t n);
 /* hnsw_search.c */
 /* The bounded l2sq kernel for this CPU (NULL: none, use HNSW_D_PLAIN). */
 hnsw_bdist_fn hnsw_pick_l2b(void);
-void hnsw_query_init(const hnsw *h, const float *q, hnsw_query *out);
+/* stored: q is a vector stored in h (unit norm known in HNSW_D_UNIT). */
+void hnsw_query_init(const hnsw *h, const float *q, int stored, hnsw_query *out);
 /* Greedy walk on layer lc (ef = 1) from *cur; updates *cur / *curd. */
 void hnsw_greedy(const hnsw *h, const hnsw_query *q, unsigned lc, uint32_t *cur, float *curd);
 /* Best-first search of layer lc from ep. Leaves up to ef accepted nodes in

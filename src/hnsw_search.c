@@ -114,7 +114,7 @@ hnsw_bdist_fn hnsw_pick_l2b(void)
     return NULL;
 }
 
-void hnsw_query_init(const hnsw *h, const float *q, hnsw_query *out)
+void hnsw_query_init(const hnsw *h, const float *q, int stored, hnsw_query *out)
 {
     out->q = q;
     out->qn1 = 0;
@@ -126,7 +126,8 @@ void hnsw_query_init(const hnsw *h, const float *q, hnsw_query *out)
     } else if ((h->metric == DV_METRIC_COSINE || h->metric == DV_METRIC_DOT) &&
                __atomic_load_n(&h->unit, __ATOMIC_RELAXED)) {
         out->mode = HNSW_D_UNIT;
-        out->qn1 = 1.0f - h->dist(q, q, h->dim); /* dist is -ip */
+        /* A stored vector has unit norm in this mode: skip computing it. */
+        out->qn1 = stored ? 2.0f : 1.0f - h->dist(q, q, h->dim); /* dist is -ip */
     }
 }
 
@@ -345,7 +346,7 @@ size_t hnsw_search(const hnsw *h, const float *q, size_t k, size_t ef, hnsw_filt
     if (!c) /* XXX: no error channel in this signature; out of memory reads as no results */
         return 0;
     hnsw_query hq;
-    hnsw_query_init(h, q, &hq);
+    hnsw_query_init(h, q, 0, &hq);
     uint32_t cur = hnsw_top_entry(top);
     float curd = hnsw_qdist(h, &hq, hnsw_vec(h, cur), FLT_MAX);
     for (int lc = hnsw_top_level(top); lc > 0; lc--)
