@@ -50,7 +50,10 @@
  * than risk cutting acknowledged records after a real bit flip. io.c's crash
  * model keeps only prefixes, so the crash tests do not produce this case.
  * XXX: a bit flip in the length field of the very last record looks torn and
- * that record is cut; if it had been acknowledged it is lost.
+ * that record is cut; if it had been acknowledged it is lost. (With policy
+ * ALWAYS and one writer at a time, at most one record is ever unsynced, so
+ * the first XXX cannot arise there; INTERVAL/NEVER and concurrent writers
+ * can leave several.)
  *
  * Invariants (w->mu guards everything mutable):
  *  - Records are written in seq order at w->off under mu; written_seq is the
@@ -62,6 +65,8 @@
  *  - After any failed write or fsync, poisoned = 1 forever for this handle:
  *    the page cache may now hold data the disk does not, so nothing more is
  *    written or acknowledged; reopening re-reads the disk.
+ *  - Segments other than the active one are immutable; a segment is removed
+ *    only by wal_truncate_upto, never while a wal_copy_to reads (n_copying).
  */
 /* XXH_INLINE_ALL: the header-only build of the same libxxhash functions;
  * it lets the compiler inline and vectorize the hash (about 2x faster than
