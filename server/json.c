@@ -67,6 +67,34 @@ void sb_printf(srv_buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+size_t srv_utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    /* overlong forms, UTF-16 surrogates, beyond U+10FFFF */
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
 void sb_json_str(srv_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -74,10 +102,26 @@ void sb_json_str(srv_buf *b, const char *s, size_t n)
         return;
     sb_put(b, "\"", 1);
     size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n;) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
+        if (c >= 0x80) {
+            /* Answers are always valid UTF-8: a byte that does not start a
+             * valid sequence (e.g. from a %FF in a path echoed by an error
+             * message) becomes U+FFFD. */
+            size_t l = srv_utf8_len((const unsigned char *)s + i, n - i);
+            if (l) {
+                i += l;
+                continue;
+            }
+            sb_put(b, s + run, i - run);
+            sb_put(b, "\\ufffd", 6);
+            run = ++i;
             continue;
+        }
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            i++;
+            continue;
+        }
         sb_put(b, s + run, i - run);
         run = i + 1;
         char esc[7] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15], 0};
@@ -89,6 +133,7 @@ void sb_json_str(srv_buf *b, const char *s, size_t n)
         } else {
             sb_put(b, esc, 6);
         }
+        i++;
     }
     sb_put(b, s + run, n - run);
     sb_put(b, "\"", 1);

@@ -64,7 +64,8 @@ static int hexval(int c)
     return -1;
 }
 
-/* Percent-decode [s, s+n) into a new string; NULL on a bad escape or a NUL. */
+/* Percent-decode [s, s+n) into a new string; NULL on a bad escape, a NUL or
+ * invalid UTF-8. */
 static char *decode_segment(const char *s, size_t n)
 {
     char *out = malloc(n + 1);
@@ -89,6 +90,15 @@ static char *decode_segment(const char *s, size_t n)
         }
     }
     out[o] = '\0';
+    /* Names and ids are UTF-8: refuse anything else here, once. */
+    for (size_t i = 0; i < o;) {
+        size_t l = srv_utf8_len((const unsigned char *)out + i, o - i);
+        if (!l) {
+            free(out);
+            return NULL;
+        }
+        i += l;
+    }
     return out;
 }
 

@@ -185,7 +185,9 @@ typedef struct srv_buf {
 void sb_put(srv_buf *b, const char *s, size_t n);
 void sb_puts(srv_buf *b, const char *s);
 void sb_printf(srv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void sb_json_str(srv_buf *b, const char *s, size_t n); /* quoted, escaped */
+void sb_json_str(srv_buf *b, const char *s, size_t n); /* quoted, escaped, invalid UTF-8 -> U+FFFD */
+/* Length of the valid UTF-8 sequence at s (1..4), 0 if invalid. */
+size_t srv_utf8_len(const unsigned char *s, size_t n);
 void sb_float(srv_buf *b, float f);                     /* shortest text that reads back bit-exact */
 void sb_floats(srv_buf *b, const float *v, size_t n);   /* [a,b,...] */
 void sb_free(srv_buf *b);

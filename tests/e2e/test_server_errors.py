@@ -91,6 +91,8 @@ CASES = [
     ("batch_delete_id_number", "POST", "/collections/err_base/vectors/delete", J({"ids": ["keep0", 1]}), 400, "invalid_type"),
     ("path_nul_byte", "GET", "/collections/bad%00name", None, 400, "invalid_argument"),
     ("path_bad_escape", "GET", "/collections/%zz", None, 400, "invalid_argument"),
+    ("path_invalid_utf8", "GET", "/collections/%FF", None, 400, "invalid_argument"),
+    ("vector_id_invalid_utf8", "GET", "/collections/err_base/vectors/a%C3%28", None, 400, "invalid_argument"),
     ("restore_bad_source", "POST", "/collections/err_base/restore", J({"source": "elsewhere"}), 400, "invalid_argument"),
     ("backup_id_traversal", "DELETE", "/backups/err_base/..%2F..%2Fetc", None, 400, "invalid_argument"),
     ("audit_limit_zero", "GET", "/audit?limit=0", None, 400, "invalid_argument"),
