@@ -10,6 +10,12 @@
 #include "dvecdb.h"
 
 typedef float (*dist_fn)(const float *a, const float *b, size_t n);
+/* l2sq that may stop early: returns exactly l2sq(a, b, n) of the same variant
+ * when that is <= bound; otherwise some partial sum s with bound < s <=
+ * l2sq(a, b, n) (the sum of squares only grows, so a partial sum over the
+ * bound proves the whole one is). Checked every 256 floats. For a search that
+ * drops any candidate farther than its current worst result. */
+typedef float (*dist_bfn)(const float *a, const float *b, size_t n, float bound);
 
 typedef struct dist_kernels {
     const char *name; /* "scalar", "avx2", "avx512", "neon" */
@@ -17,6 +23,7 @@ typedef struct dist_kernels {
     dist_fn ip;
     dist_fn l1;
     dist_fn nip; /* -ip: the internal distance of COSINE and DOT (smaller = nearer) */
+    dist_bfn l2sq_bounded; /* for unit vectors, l2sq = 2 + 2 * nip: usable for COSINE too */
 } dist_kernels;
 
 /* The variants, defined in dist_scalar.c / dist_avx2.c / dist_avx512.c.

@@ -134,9 +134,53 @@ TEST(kernels_never_read_past_the_last_element)
                 (void)pick(v, w)(a, b, n);
                 (void)pick(v, w)(b, a, n);
             }
+            (void)v->l2sq_bounded(a, b, n, INFINITY);
+            (void)v->l2sq_bounded(b, a, n, INFINITY);
         }
     }
     munmap(m, (size_t)pg * 3);
+}
+
+/* Under the bound: bit-identical to the variant's l2sq. Over it: a partial
+ * sum that is itself over the bound and not above the full sum. And it
+ * does stop early on long vectors (else it is just a slower l2sq). */
+TEST(bounded_l2sq_is_exact_under_the_bound_and_stops_early_over_it)
+{
+    static float abuf[4096 + 16], bbuf[4096 + 16];
+    const char *names[] = {"scalar", "avx2", "avx512"};
+    static const size_t big[] = {600, 784, 1000, 1536, 2048, 3000, 4096};
+    for (size_t s = 0; s < 3; s++) {
+        const dist_kernels *v = dist_variant(names[s]);
+        if (!v)
+            continue;
+        CHECK(v->l2sq_bounded != NULL);
+        size_t n_early = 0, n_long_tight = 0;
+        for (size_t t = 0; t < 512 + 7; t++) {
+            size_t n = t < 512 ? t + 1 : big[t - 512];
+            float *a = abuf + t % 16, *b = bbuf + (t * 3) % 16;
+            for (size_t i = 0; i < n; i++) {
+                a[i] = frand();
+                b[i] = frand();
+            }
+            float full = v->l2sq(a, b, n);
+            const float bounds[] = {INFINITY, full, nextafterf(full, 0.0f), full * 0.5f, full * 0.1f, 0.0f};
+            for (size_t k = 0; k < sizeof bounds / sizeof bounds[0]; k++) {
+                float r = v->l2sq_bounded(a, b, n, bounds[k]);
+                if (r <= bounds[k]) {
+                    CHECKF(r == full, "%s n=%zu bound %g: %.9g != l2sq %.9g", v->name, n, bounds[k], r, full);
+                } else {
+                    CHECKF(full > bounds[k] && r <= full, "%s n=%zu bound %g: got %.9g, l2sq %.9g", v->name, n,
+                           bounds[k], r, full);
+                    if (r < full)
+                        n_early++;
+                }
+                if (n >= 512 && k == 4)
+                    n_long_tight++;
+            }
+        }
+        CHECKF(n_early >= n_long_tight, "%s: stopped early %zu times, expected at least %zu", v->name, n_early,
+               n_long_tight);
+    }
 }
 
 TEST(identical_vectors_are_at_exactly_zero_l2_and_l1)
@@ -186,7 +230,7 @@ TEST(best_variant_is_the_widest_the_cpu_runs_and_stable)
 {
     const dist_kernels *b = dist_best();
     CHECK(b != NULL && b == dist_best());
-    CHECK(b->l2sq && b->ip && b->l1 && b->nip);
+    CHECK(b->l2sq && b->ip && b->l1 && b->nip && b->l2sq_bounded);
     CHECK(dist_variant("scalar") == &dist_scalar_kernels);
     CHECK(dist_variant("no-such-variant") == NULL);
     CHECK(dist_variant(NULL) == NULL);
