@@ -157,9 +157,10 @@ int main(int argc, char **argv)
     verbose = getenv("REPLAY_VERBOSE") != NULL;
     if (__sanitizer_set_death_callback)
         __sanitizer_set_death_callback(say_current);
+    /* SIGSEGV/SIGBUS stay with the sanitizer (it reports them, stack
+     * overflows included, and then runs the death callback); abort() is
+     * not its business. */
     signal(SIGABRT, on_abort);
-    signal(SIGSEGV, on_abort);
-    signal(SIGBUS, on_abort);
     signal(SIGALRM, on_alarm);
     if (getenv("REPLAY_TIMEOUT") && atoi(getenv("REPLAY_TIMEOUT")) > 0)
         timeout_s = (unsigned)atoi(getenv("REPLAY_TIMEOUT"));
