@@ -106,3 +106,32 @@ def test_trash_retention_suffixes(tmp_path):
             stop(proc)
         log = (tmp_path / "ret.log").read_text()
         assert "trash_retention_s=%d " % seconds in log
+
+
+def test_open_failure_keeps_livez_and_answers_503_not_ready(tmp_path):
+    """The listener starts before the database opens: /livez answers at once,
+    /readyz and the data routes answer 503 not_ready with the reason."""
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    port = free_port()
+    proc = start(["--data-dir", str(not_a_dir / "data"), "--rest-port", str(port)], {}, tmp_path, "fail")
+    try:
+        t_end = time.time() + 20
+        while True:
+            try:
+                r = requests.get("http://127.0.0.1:%d/livez" % port, timeout=1)
+                break
+            except requests.ConnectionError:
+                assert time.time() < t_end
+                time.sleep(0.02)
+        assert r.status_code == 200
+        time.sleep(0.3)
+        r = requests.get("http://127.0.0.1:%d/readyz" % port)
+        assert r.status_code == 503 and r.json()["code"] == "not_ready"
+        r = requests.get("http://127.0.0.1:%d/collections" % port)
+        assert r.status_code == 503 and r.json()["code"] == "not_ready" and "failed to open" in r.json()["error"]
+        assert requests.get("http://127.0.0.1:%d/health" % port).json()["data"]["ready"] is False
+    finally:
+        proc.send_signal(2)  # SIGINT stops it like SIGTERM
+        assert proc.wait(timeout=10) == 0
+    assert "event=db_open_failed" in (tmp_path / "fail.log").read_text()
