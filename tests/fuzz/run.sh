@@ -1,7 +1,8 @@
 #!/bin/sh
 # run.sh TARGET SECONDS - run build-fuzz/fuzz_TARGET (libFuzzer) for SECONDS
-# on tests/fuzz/corpus/TARGET/, writing new inputs to build-fuzz/new/TARGET/
-# and the libFuzzer output to build-fuzz/TARGET.log; appends one line
+# on tests/fuzz/corpus/TARGET/ (known crashers left out), writing new inputs
+# to build-fuzz/new/TARGET/ and the libFuzzer output to
+# build-fuzz/TARGET.log; appends one line
 # "target seconds executions cov ft result" to build-fuzz/summary.tsv.
 # A crasher is copied into the corpus as crash-<sha1> (so `make fuzz-replay`
 # keeps replaying it) and the script fails. With FUZZ_MERGE=1 the new inputs
@@ -11,8 +12,21 @@ t=$1
 secs=$2
 B=build-fuzz
 C=tests/fuzz/corpus/$t
+S=$B/seed/$t
 mkdir -p "$B/new/$t" "$B/artifacts/$t" "$C"
 rm -f "$B/artifacts/$t"/*
+# Known crashers (crash-*, leak-*, timeout-*, oom-*) stay out of the run, or
+# libFuzzer would stop on the first one while loading; fuzz-replay keeps
+# checking them. FUZZ_INCLUDE_CRASHERS=1 feeds them in too.
+rm -rf "$S"
+mkdir -p "$S"
+for f in "$C"/*; do
+    [ -f "$f" ] || continue
+    case $(basename "$f") in
+    crash-* | leak-* | timeout-* | oom-*) [ "${FUZZ_INCLUDE_CRASHERS:-}" = 1 ] || continue ;;
+    esac
+    cp "$f" "$S/"
+done
 dict=
 [ -f "tests/fuzz/dict/$t.dict" ] && dict="-dict=tests/fuzz/dict/$t.dict"
 maxlen=
@@ -24,7 +38,7 @@ extra=${FUZZ_ARGS:-}
 echo "fuzz: $t for ${secs}s (log: $B/$t.log)"
 # -timeout: an input running 10 s counts as a hang (a crash).
 "$B/fuzz_$t" -max_total_time="$secs" -timeout=10 -print_final_stats=1 \
-    -artifact_prefix="$B/artifacts/$t/" $dict $maxlen $extra "$B/new/$t" "$C" >"$B/$t.log" 2>&1
+    -artifact_prefix="$B/artifacts/$t/" $dict $maxlen $extra "$B/new/$t" "$S" >"$B/$t.log" 2>&1
 rc=$?
 
 execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$B/$t.log" | tail -n 1)
