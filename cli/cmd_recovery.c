@@ -48,9 +48,14 @@ static int do_restore(const cli_ctx *ctx, const char *name, json_t *body)
         out_json(res.data ? res.data : json_null());
     } else {
         json_t *nn = json_object_get(body, "new_name");
-        printf("restored '%s'%s%s\n", name, nn ? " as " : "", nn ? json_string_value(nn) : "");
-        if (json_is_object(res.data))
-            out_kv(res.data);
+        json_t *cnt = out_get(res.data, "vector_count|stats.vector_count");
+        json_t *from = out_get(res.data, "restored_from");
+        printf("restored '%s'%s%s", name, nn ? " as " : "", nn ? json_string_value(nn) : "");
+        if (json_is_integer(cnt))
+            printf(": %" JSON_INTEGER_FORMAT " vectors", json_integer_value(cnt));
+        if (json_is_string(from))
+            printf(" (from %s)", json_string_value(from));
+        printf("\ninspect with: vectordb-cli collections info %s\n", nn ? json_string_value(nn) : name);
     }
     api_res_free(&res);
     return rc;
@@ -325,7 +330,9 @@ static int poll_job(const cli_ctx *ctx, const char *job_id, json_t **final)
     char path[512] = "/jobs/";
     http_escape(job_id, path, sizeof path);
     out_progress p;
-    out_progress_init(&p, ctx, "importing", "vectors");
+    char phase_name[64] = "", label[96] = "importing";
+    double t_start = dv_mono_s();
+    out_progress_init(&p, ctx, label, "vectors");
     int transient = 0;
     for (;;) {
         api_res res;
@@ -364,9 +371,25 @@ static int poll_job(const cli_ctx *ctx, const char *job_id, json_t **final)
         int finished = (s && job_state_is(s, done_set)) || (ph && job_state_is(ph, done_set)) ||
                        json_is_true(out_get(d, "done|finished"));
         int failed = (s && job_state_is(s, fail_set)) || (ph && job_state_is(ph, fail_set));
-        char extra[96];
-        snprintf(extra, sizeof extra, "phase %s", ph ? ph : s ? s : "?");
-        out_progress_show(&p, nd, nt, frac, extra, finished || failed);
+        /* Each phase has its own counts and unit (bytes while reading the
+         * files, vectors while indexing): a new line and rate per phase. */
+        const char *cur = ph ? ph : s ? s : "?";
+        if (finished || failed) {
+            out_progress_end(&p);
+            char c1[32];
+            out_commas(nd, c1, sizeof c1);
+            fprintf(stderr, "import %s: %s vectors, %.1f s\n", failed ? "failed" : "done", c1,
+                    dv_mono_s() - t_start);
+        } else if (strcmp(cur, phase_name)) {
+            if (phase_name[0])
+                out_progress_end(&p);
+            snprintf(phase_name, sizeof phase_name, "%s", cur);
+            snprintf(label, sizeof label, "import: %s", phase_name);
+            int bytes = !strcmp(cur, "read") || !strcmp(cur, "scan") || !strcmp(cur, "copy");
+            out_progress_init(&p, ctx, label, bytes ? "bytes" : "vectors");
+        }
+        if (!finished && !failed)
+            out_progress_show(&p, nd, nt, frac, NULL, 0);
         if (finished || failed || cli_interrupted) {
             out_progress_end(&p);
             *final = json_incref(d);

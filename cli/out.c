@@ -295,7 +295,7 @@ void out_progress_show(out_progress *p, uint64_t count, uint64_t total, double f
         frac = (double)count / (double)total;
     if (frac > 1)
         frac = 1;
-    double rate = el > 0 ? (double)count / el : 0;
+    double rate = el > 0.2 ? (double)count / el : 0; /* no wild rates in the first instant */
     double eta = frac > 0 ? el * (1 - frac) / frac : -1;
     char c1[32], c2[32], e[32], ebuf[32];
     out_commas(count, c1, sizeof c1);
