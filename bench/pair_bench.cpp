@@ -5,16 +5,16 @@
 // things one system at a time and serve for profiling.
 //
 // Usage: pair_bench DATA_PREFIX euclidean|cosine EF_LIST REPS THREADS_LIST CHUNK
-// Build, first thread count (normally 1): d-vecDB whole, then hnswlib whole,
-// each timed and measured for RSS growth (one after the other, so neither's
-// freed pages are counted as the other's growth). Every further thread count
-// (normally 2): both indexes grow CHUNK vectors at a time, alternately
-// (d-vecDB: hnsw_set_vector for the chunk + hnsw_build over it; hnswlib:
-// addPoint spread over the same number of threads); a build time is the sum
-// of that system's chunks. Memory of the first build: RSS growth, and live
-// heap growth (mallinfo2), which is immune to page reuse between the two. Search (on the first build): for each rep and ef,
-// one pass over the queries per system, the order alternating between reps;
-// best pass -> QPS.
+// Build, for each thread count: both indexes grow CHUNK vectors at a time,
+// alternately (d-vecDB: hnsw_set_vector for the chunk + hnsw_build over it;
+// hnswlib: addPoint spread over the same number of threads); a build time is
+// the sum of that system's chunks. Memory, over the first build: the growth
+// of live heap bytes (mallinfo2) summed over each system's chunks, exact
+// whatever the interleaving (only the running system allocates or frees),
+// and the same for RSS, which is approximate here (pages one system frees
+// may be reused by the other). Search (on the first build): for each rep
+// and ef, one pass over the queries per system, the order alternating
+// between reps; best pass -> QPS.
 // Prints two JSON lines, the same shape as the standalone drivers.
 #include <atomic>
 #include <string>
@@ -112,7 +112,7 @@ int main(int argc, char **argv)
             theirs.rss_delta = bench_rss() - r0;
             theirs.heap_delta = bench_heap() - m0;
         }
-        size_t step = t == 0 ? n : chunk; /* first build: each system whole */
+        size_t step = chunk;
         for (size_t s = 0; s < n; s += step) {
             size_t m = n - s < step ? n - s : step;
             bool ours_first = (s / step) % 2 == 0;

@@ -300,16 +300,14 @@ def main():
             "- Parameters: M=16, ef_construction=200 for every system; k=10; queries one at a time on one "
             "thread; recall@10 against exact ground truth (float64 brute force, `bench/prep.py`)",
             "- d-vecDB and the native hnswlib are measured in one process (`bench/pair_bench.cpp`), "
-            "interleaved where it matters for the bar: the 2-thread builds grow both indexes 2,000 vectors "
-            "at a time, alternately, and each search pass of one is followed by the same pass of the other, "
-            "so load from other processes on this shared machine falls on both alike. The 1-thread builds "
-            "run one after the other (d-vecDB first), which keeps their memory figures apart. The Python "
-            "peers run alone, after them",
+            "interleaved: both indexes grow 2,000 vectors at a time, alternately, and each search pass of "
+            "one is followed by the same pass of the other (order alternating), so load from other "
+            "processes on this shared machine falls on both alike. The Python peers run alone, after them",
             "- Build time: from creating the index to the last vector linked (copying the vectors in "
             "included), with 1 and with 2 threads. Memory, over the 1-thread build: `heap` = growth of the "
             "bytes malloc has handed out and not had back (glibc `mallinfo2`, every arena; the ratio used "
-            "below: it does not depend on which pages an earlier free left for reuse), `RSS delta` = "
-            "resident-set growth, and each library's own count where it has one (`self-reported`; "
+            "below: exact even when builds interleave), `RSS delta` = resident-set growth (approximate "
+            "for the interleaved pair: one system may reuse pages the other freed), and each library's own count where it has one (`self-reported`; "
             "hnswlib's is our estimate from its fields, which leaves out its fixed 65,536 update locks)",
             "- Python peers pay a few microseconds of interpreter overhead per query; the native hnswlib "
             "driver is the reference for every ratio",
