@@ -111,3 +111,36 @@ def test_sigkill_with_parallel_batches_resends_at_most_the_batches_in_flight(cli
                                                parallel, 7)
     print("parallel: kills %d resent %d acked ranges seen %s" % (kills, resent, saw_acked))
     assert resent <= kills * parallel, "%d batches re-sent for %d kills with --parallel %d" % (resent, kills, parallel)
+
+
+def test_ctrl_c_finishes_the_batches_in_flight_saves_the_checkpoint_and_resume_completes(cli_server, tmp_path):
+    name = "interrupted"
+    n = 3000
+    cli_server.create(name, DIM)
+    src = tmp_path / "r.jsonl"
+    with open(src, "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"id": "i%d" % i, "vector": [i % 7] * DIM}) + "\n")
+    proxy = FaultProxy(cli_server.port, match=lambda m, p: False, delay_s=0.05).start()  # slow, no faults
+    try:
+        args = [CLI_BIN, "--url", proxy.url, "--api-key", API_KEY, "ingest", str(src), "--collection", name,
+                "--batch-size", "50", "--parallel", "2"]
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        t_end = time.time() + 60
+        while len(proxy.committed_rows()) < 4 and time.time() < t_end:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1 and "--resume" in err, err
+        with open(str(src) + ".dvecdb-ckpt") as f:
+            doc = json.load(f)
+        assert doc["complete"] is False and 0 < doc["position"]["record"] < n
+        # Everything the server acknowledged was recorded: nothing in flight was abandoned.
+        committed = len(proxy.committed_rows())
+        assert doc["position"]["record"] + sum(b - a for a, b in doc["acked"]) == committed * 50
+    finally:
+        proxy.stop()
+    p = subprocess.run(args[:2] + [cli_server.url] + args[3:] + ["--resume"], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert cli_server.count(name) == n
