@@ -458,7 +458,10 @@ static int send_items(worker *w, item **v, size_t n)
 
 /* ---- retiring batches and the checkpoint ---------------------------- */
 
-/* Called with g->mu held. */
+/* Append b's failed records to the failed file. Called with g->mu held.
+ * XXX: the file is appended before the checkpoint moves past the batch, so a
+ * kill in between lists those records again on --resume (duplicated lines,
+ * never missing ones). */
 static void write_failed(ingest *g, const batch *b)
 {
     for (size_t i = 0; i < b->n; i++) {

@@ -17,6 +17,10 @@
  * custom version) made of the XXH3-128 hash of "dvecdb-ingest-v1", the input
  * size, the head hash and the record number: re-sending the same record
  * always upserts the same id, whatever the path or the run.
+ * XXX: the identity covers the size and the first MiB only: a file edited in
+ * place beyond its first MiB without changing size keeps its ids (and its
+ * checkpoint), and a file that grows gets all-new derived ids. Records that
+ * must keep their ids across edits should carry their own.
  */
 #include "cli.h"
 
