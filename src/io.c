@@ -458,6 +458,10 @@ static int pwrite_loop(int fd, const void *buf, size_t len, uint64_t off)
                 continue;
             return -1;
         }
+        if (r == 0) { /* no progress on a regular file: never spin */
+            errno = EIO;
+            return -1;
+        }
         done += (size_t)r;
     }
     return 0;
@@ -484,6 +488,10 @@ static int write_loop(int fd, const void *buf, size_t len)
         if (r < 0) {
             if (errno == EINTR)
                 continue;
+            return -1;
+        }
+        if (r == 0) { /* no progress on a regular file: never spin */
+            errno = EIO;
             return -1;
         }
         done += (size_t)r;
