@@ -72,7 +72,9 @@ typedef struct ingest {
     uint32_t dim;
     char url[4096];
     char ckpt_path[PATH_MAX];
-    ckpt_state ck;
+    ckpt_state ck;    /* the checkpoint being written (g->mu) */
+    ckpt_range *skip; /* ranges acknowledged by an earlier run (main thread) */
+    size_t n_skip;
     uint64_t base_sent, base_failed, base_retried;
     char failed_path[PATH_MAX];
     FILE *failed_f;
@@ -106,10 +108,10 @@ static void set_fatal(ingest *g, const char *fmt, ...)
     va_list ap;
     pthread_mutex_lock(&g->mu);
     if (!g->fatal) {
-        g->fatal = 1;
         va_start(ap, fmt);
         vsnprintf(g->fatal_msg, sizeof g->fatal_msg, fmt, ap);
         va_end(ap);
+        __atomic_store_n(&g->fatal, 1, __ATOMIC_RELEASE); /* stopping() reads it unlocked */
     }
     pthread_cond_broadcast(&g->cv_space);
     pthread_cond_broadcast(&g->cv_q);
@@ -511,8 +513,8 @@ static void advance_checkpoint(ingest *g)
     g->ck.retried = g->base_retried + g->retried;
     dv_err err = {0};
     if (ckpt_save(g->ckpt_path, &g->ck, &err) && !g->fatal) {
-        g->fatal = 1;
         snprintf(g->fatal_msg, sizeof g->fatal_msg, "%s", err.msg);
+        __atomic_store_n(&g->fatal, 1, __ATOMIC_RELEASE);
     }
 }
 
@@ -619,10 +621,10 @@ static int enqueue(ingest *g, batch *b)
     return 0;
 }
 
-static int in_acked(const ckpt_state *ck, uint64_t recno)
+static int in_skip(const ingest *g, uint64_t recno)
 {
-    for (size_t i = 0; i < ck->n_acked; i++)
-        if (recno >= ck->acked[i].start && recno < ck->acked[i].end)
+    for (size_t i = 0; i < g->n_skip; i++)
+        if (recno >= g->skip[i].start && recno < g->skip[i].end)
             return 1;
     return 0;
 }
@@ -933,6 +935,15 @@ int cmd_ingest(const cli_ctx *ctx, const cli_cmd *self, int argc, char **argv)
             fprintf(stderr, "vectordb-cli: %s\n", err.msg);
             goto out;
         }
+        /* The workers rewrite g->ck.acked under g->mu; the reader keeps its
+         * own copy of the ranges to skip. */
+        if (g->ck.n_acked) {
+            g->skip = malloc(g->ck.n_acked * sizeof *g->skip);
+            if (!g->skip)
+                goto out;
+            memcpy(g->skip, g->ck.acked, g->ck.n_acked * sizeof *g->skip);
+            g->n_skip = g->ck.n_acked;
+        }
         g->base_sent = g->ck.sent;
         g->base_failed = g->ck.failed;
         g->base_retried = g->ck.retried;
@@ -1028,7 +1039,7 @@ int cmd_ingest(const cli_ctx *ctx, const cli_cmd *self, int argc, char **argv)
             set_fatal(g, "out of memory");
             break;
         }
-        if (in_acked(&g->ck, rec.recno)) {
+        if (in_skip(g, rec.recno)) {
             __atomic_fetch_add(&g->skipped, 1, __ATOMIC_RELAXED);
         } else {
             take_record(g, &rec, &cur->items[cur->n++]);
@@ -1107,6 +1118,7 @@ out:
     rd_record_clear(&rec);
     rd_close(rd);
     ckpt_state_free(&g->ck);
+    free(g->skip);
     if (g->failed_f)
         fclose(g->failed_f);
     if (g->retry_log)
