@@ -407,9 +407,8 @@ static int send_items(worker *w, item **v, size_t n)
         const char *emsg = json_string_value(json_object_get(doc, "error"));
         const char *ecode = json_string_value(json_object_get(doc, "code"));
         char smsg[600];
-        snprintf(smsg, sizeof smsg, "HTTP %ld%s%s%s%s%s", r.status, ecode ? " " : "",
-                 ecode ? ecode : "", emsg ? ": " : "", emsg ? emsg : "",
-                 !emsg && r.body_len ? "" : "");
+        snprintf(smsg, sizeof smsg, "HTTP %ld%s%s%s%s", r.status, ecode ? " " : "",
+                 ecode ? ecode : "", emsg ? ": " : "", emsg ? emsg : "");
         int ok = r.status >= 200 && r.status <= 299 &&
                  !json_is_false(json_object_get(doc, "success"));
         json_decref(doc);
