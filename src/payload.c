@@ -137,11 +137,16 @@ static const char *json_type_word(const json_t *j)
 
 /* ---- payload ------------------------------------------------------------- */
 
+/* 16 bytes: numbers keep only their value; the num form is rebuilt at
+ * comparison time (node_num). */
 typedef struct pnode {
-    uint8_t type;  /* T_* */
-    uint32_t n;    /* T_STR: bytes; T_ARR: elements; T_OBJ: members */
-    uint32_t first; /* T_STR: pool offset; T_ARR: first element node; T_OBJ: first member */
-    num v;         /* T_INT, T_REAL */
+    uint8_t type;    /* T_* */
+    uint32_t n;      /* T_STR: bytes; T_ARR: elements; T_OBJ: members */
+    union {
+        uint32_t first; /* T_STR: pool offset; T_ARR: first element node; T_OBJ: first member */
+        int64_t i;      /* T_INT */
+        double d;       /* T_REAL */
+    } u;
 } pnode;
 
 typedef struct pmember {
@@ -215,7 +220,7 @@ static void build_tree(pbuild *b, const json_t *j, uint32_t at)
         uint32_t first = b->next_member, base = b->next_node;
         nd->type = T_OBJ;
         nd->n = n;
-        nd->first = first;
+        nd->u.first = first;
         b->next_member += n;
         b->next_node += n;
         const char *k;
@@ -238,7 +243,7 @@ static void build_tree(pbuild *b, const json_t *j, uint32_t at)
         uint32_t n = (uint32_t)json_array_size(j), base = b->next_node;
         nd->type = T_ARR;
         nd->n = n;
-        nd->first = base;
+        nd->u.first = base;
         b->next_node += n;
         for (uint32_t i = 0; i < n; i++)
             build_tree(b, json_array_get(j, i), base + i);
@@ -247,17 +252,15 @@ static void build_tree(pbuild *b, const json_t *j, uint32_t at)
     case JSON_STRING:
         nd->type = T_STR;
         nd->n = (uint32_t)json_string_length(j);
-        nd->first = pool_put(b, json_string_value(j), nd->n);
+        nd->u.first = pool_put(b, json_string_value(j), nd->n);
         break;
     case JSON_INTEGER:
         nd->type = T_INT;
-        nd->v.is_int = 1;
-        nd->v.i = json_integer_value(j);
-        nd->v.d = (double)nd->v.i;
+        nd->u.i = json_integer_value(j);
         break;
     case JSON_REAL:
         nd->type = T_REAL;
-        nd->v.d = json_real_value(j);
+        nd->u.d = json_real_value(j);
         break;
     case JSON_TRUE: nd->type = T_TRUE; break;
     case JSON_FALSE: nd->type = T_FALSE; break;
@@ -334,7 +337,7 @@ size_t payload_mem_bytes(const payload *p)
 static const pmember *obj_find(const payload *p, const pnode *nd, const char *s, size_t n)
 {
     size_t lo = 0, hi = nd->n;
-    const pmember *ms = &p->members[nd->first];
+    const pmember *ms = &p->members[nd->u.first];
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         int c = bytes_cmp(p->pool + ms[mid].key_off, ms[mid].key_len, s, n);
@@ -895,15 +898,28 @@ static int in_has_str(const filter *f, const fnode *c, const char *s, size_t n)
     return 0;
 }
 
+/* The num form of a T_INT / T_REAL node. */
+static num node_num(const pnode *v)
+{
+    num x;
+    x.is_int = v->type == T_INT;
+    x.i = x.is_int ? v->u.i : 0;
+    x.d = x.is_int ? (double)v->u.i : v->u.d;
+    return x;
+}
+
 /* Does the scalar node v satisfy condition c? Objects never do; arrays are
  * expanded by the caller. */
 static int leaf_test(const filter *f, const fnode *c, const payload *p, const pnode *v)
 {
     if (c->kind == F_IN) {
         switch (v->type) {
-        case T_STR: return c->n_str && in_has_str(f, c, p->pool + v->first, v->n);
+        case T_STR: return c->n_str && in_has_str(f, c, p->pool + v->u.first, v->n);
         case T_INT:
-        case T_REAL: return c->n_num && in_has_num(f, c, &v->v);
+        case T_REAL: {
+            num x = node_num(v);
+            return c->n_num && in_has_num(f, c, &x);
+        }
         case T_TRUE: return c->has_true;
         case T_FALSE: return c->has_false;
         case T_NULL: return c->has_null;
@@ -912,13 +928,14 @@ static int leaf_test(const filter *f, const fnode *c, const payload *p, const pn
     }
     if (v->type != T_INT && v->type != T_REAL)
         return 0;
+    num x = node_num(v);
     if (c->has_lo) {
-        int r = num_cmp(&v->v, &c->lo);
+        int r = num_cmp(&x, &c->lo);
         if (r < 0 || (r == 0 && !c->lo_incl))
             return 0;
     }
     if (c->has_hi) {
-        int r = num_cmp(&v->v, &c->hi);
+        int r = num_cmp(&x, &c->hi);
         if (r > 0 || (r == 0 && !c->hi_incl))
             return 0;
     }
@@ -934,7 +951,7 @@ static int walk(const filter *f, const fnode *c, const payload *p, uint32_t ni, 
     const pnode *nd = &p->nodes[ni];
     if (nd->type == T_ARR) {
         for (uint32_t i = 0; i < nd->n; i++)
-            if (walk(f, c, p, nd->first + i, seg, n_seg))
+            if (walk(f, c, p, nd->u.first + i, seg, n_seg))
                 return 1;
         return 0;
     }

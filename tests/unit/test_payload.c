@@ -508,6 +508,19 @@ TEST(many_threads_match_one_filter)
     filter_free(f);
 }
 
+TEST(parsed_form_is_a_small_multiple_of_the_text)
+{
+    /* The parsed form lives beside the text for every point: keep it small
+     * (16-byte nodes, 12-byte members, one string pool, one allocation). */
+    const char *m = "{\"title\": \"a short product title\", \"category\": \"shoes\", \"price\": 49.99,"
+                    " \"in_stock\": true, \"tags\": [\"running\", \"blue\"], \"brand\": {\"name\": \"acme\"}}";
+    payload *p = P(m);
+    CHECK(p != NULL);
+    size_t mem = payload_mem_bytes(p), len = strlen(m);
+    CHECKF(mem <= 3 * len, "%zu bytes kept for %zu bytes of text", mem, len);
+    payload_free(p);
+}
+
 TEST(duplicate_metadata_keys_keep_the_last_value)
 {
     payload *p = P("{\"a\": 1, \"a\": 2}");
