@@ -56,6 +56,8 @@
 /* A single batch: at most this many points (and a WAL record under 1 GiB). */
 #define BATCH_MAX 100000
 #define RECORD_MAX (1ull << 30)
+/* Batches at least this big are linked by hnsw_build on every thread. */
+#define LINK_PARALLEL_MIN 64
 
 /* ---- small helpers ------------------------------------------------- */
 
@@ -560,18 +562,24 @@ static dv_code write_gate(dv_coll *c, dv_err *err)
 /* ---- writes -------------------------------------------------------------- */
 
 /* Link the new live slots into the graph (wmu held, concurrently with
- * searches per hnsw's contract). */
-static dv_code link_new(dv_coll *c, const uint32_t *slots, size_t n, dv_err *err)
+ * searches per hnsw's contract). Big batches link on all threads. */
+static dv_code link_new(dv_coll *c, uint32_t *slots, size_t n, dv_err *err)
 {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t s = slots[i];
-        if (c->slots[s].state != SLOT_LIVE)
-            continue;
-        dv_code rc = hnsw_link(c->h, s, err);
-        if (rc)
-            return rc;
-        c->slots[s].linked = 1;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (c->slots[slots[i]].state == SLOT_LIVE)
+            slots[k++] = slots[i];
+    dv_code rc = DV_OK;
+    if (k >= LINK_PARALLEL_MIN && c->n_threads != 1) {
+        rc = hnsw_build(c->h, slots, k, c->n_threads, err);
+    } else {
+        for (size_t i = 0; i < k && !rc; i++)
+            rc = hnsw_link(c->h, slots[i], err);
     }
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < k; i++)
+        c->slots[slots[i]].linked = 1;
     return DV_OK;
 }
 
@@ -652,7 +660,7 @@ dv_code dv_coll_delete(dv_coll *c, const char *const *ids, size_t n, size_t *n_d
         return dv_errorf(err, DV_ELIMIT, "coll: batch of %zu ids exceeds the limit of %d", n, BATCH_MAX);
     size_t total = 4;
     for (size_t i = 0; i < n; i++) {
-        size_t l;
+        size_t l = 0;
         dv_code rc = id_check(ids[i], i, &l, err);
         if (rc)
             return rc;
@@ -716,7 +724,7 @@ unlock:
 
 dv_code dv_coll_get(dv_coll *c, const char *id, dv_record **out, dv_err *err)
 {
-    size_t l;
+    size_t l = 0;
     dv_code rc = id_check(id, 0, &l, err);
     if (rc)
         return rc;
@@ -1317,7 +1325,14 @@ static dv_coll *coll_alloc(const char *dir, const dv_coll_config *cfg, const dv_
     atomic_init(&c->poisoned, 0);
     atomic_init(&c->detached, 0);
     pthread_mutex_init(&c->wmu, NULL);
-    pthread_rwlock_init(&c->rw, NULL);
+    /* Writer preference: with the default (reader-preferring) lock a steady
+     * stream of searches starves writers forever. No thread ever takes the
+     * read side twice, so this cannot self-deadlock. */
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&c->rw, &ra);
+    pthread_rwlockattr_destroy(&ra);
     return c;
 }
 
@@ -1669,7 +1684,7 @@ dv_code coll_open_at(const char *dir, const dv_db_options *opts, int read_only, 
             for (uint32_t s = 0; s < c->n_slots; s++)
                 c->slots[s].linked = 1;
         } else {
-            note(c, "index rebuilt from vectors (%s)", ie.msg);
+            note(c, "index rebuilt from vectors (%.200s)", ie.msg);
             hnsw_destroy(c->h);
             c->h = NULL;
             rc = coll_make_index(c, (size_t)m.n_slots + 1, err);
