@@ -60,7 +60,7 @@
 #define LG_HDR 32
 #define LG_MAX_PARSES 32
 #define LG_MAX_DEPTH 8
-#define LG_STEP_BUDGET 200000
+#define LG_STEP_BUDGET 1024 /* steps per nested value: real tag lists need tens */
 #define LG_META_SPAN (1u << 20) /* longest metadata map considered */
 #define LG_KEY_MAX 1024
 #define LG_STR_MAX DV_METADATA_MAX
@@ -103,7 +103,7 @@ typedef struct parse {
 typedef struct frame {
     uint8_t kind;  /* T_OBJ (map entries) or T_ARR */
     uint8_t expect_value;
-    uint8_t nonnull;
+    uint8_t nonnull; /* OBJ: a non-null value seen; ARR: 1 + the kind of its elements */
     uint64_t remaining;
 } frame;
 
@@ -338,8 +338,8 @@ static void dfs(lg *g, tok ctok)
                 const frame *fd = &s->fr[d];
                 if (fd->kind == T_OBJ)
                     need += 9 * fd->remaining;
-                else if (!fd->nonnull && fd->remaining)
-                    need += 1;
+                else
+                    need += fd->remaining; /* no null elements: >= 1 byte each */
             }
             if (bad || s->pos > g->lim || g->lim - s->pos < need) {
                 g->n_cps--;
@@ -432,8 +432,14 @@ static void dfs(lg *g, tok ctok)
         }
         if (!ok)
             continue;
-        if (t.type != T_NULL)
+        if (cf->kind == T_ARR) {
+            /* rule 1: an array holds values of one kind, none null */
+            if (t.type == T_NULL || (cf->nonnull && cf->nonnull != t.type + 1))
+                continue;
+            cf->nonnull = (uint8_t)(t.type + 1);
+        } else if (t.type != T_NULL) {
             cf->nonnull = 1;
+        }
         if (push_tok(g, t) != 0) {
             g->overflow = 1;
             break;
@@ -468,7 +474,7 @@ static int vocab_has(const lg *g, uint64_t h);
  */
 #define LG_MAX_STATES 65536
 #define LG_MAX_EDGES (4 * LG_MAX_STATES)
-#define LG_NEST_MAX 16 /* readings kept per nested value */
+#define LG_NEST_MAX 8 /* readings kept per nested value */
 #define LG_WAYS_CAP ((uint64_t)1 << 40)
 
 typedef struct lst {
@@ -1210,7 +1216,9 @@ static int do_record(lg *g, uint64_t off, int final, uint64_t *end, dv_code *rc,
     g->v_len = 0;
     if (tag == 0) {
         const uint8_t *nx = meta_off + LG_HDR <= g->r->size ? imp_get(g->r, meta_off, LG_HDR) : NULL;
-        if (!(meta_off >= g->zero_start || meta_off == g->r->size || (nx && header_at(g, nx))))
+        /* the next record starts here: intact, or at least its "u64 16"
+         * (a damaged one, skipped next) */
+        if (!(meta_off >= g->zero_start || meta_off == g->r->size || (nx && rd64(nx) == LG_UUID_LEN)))
             return 0;
         *end = meta_off;
         if (!finite)
