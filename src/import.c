@@ -43,7 +43,7 @@
 #include "recovery_int.h"
 #include "snap.h"
 
-#define IMP_BATCH 1024
+#define IMP_BATCH 4096
 #define IMP_WINDOW (8u << 20)
 #define IMP_SPACE_MARGIN (16u << 20)
 
