@@ -39,13 +39,14 @@ FUZZ_SRCS_legacy := src/err.c src/payload.c src/import_legacy.c
 FUZZ_SRCS_fastjson := server/fastjson.c
 # the whole engine (a database holds the backup)
 FUZZ_SRCS_backup := $(sort $(wildcard src/*.c)) src/backup.c
+FUZZ_SRCS_import := $(sort $(wildcard src/*.c)) src/import.c
 # the whole server but its main(), over the whole engine
 # (enabled once the recovery modules its handlers call exist)
 FUZZ_SRCS_http := $(filter-out server/main.c,$(sort $(wildcard server/*.c))) $(sort $(wildcard src/*.c)) \
     src/backup.c src/import.c src/restore.c
 FUZZ_LIBS_http := -lmicrohttpd -linih
 
-FUZZ_KNOWN := payload filter wal index snap legacy readers fastjson backup http
+FUZZ_KNOWN := payload filter wal index snap legacy readers fastjson backup import http
 # all sources of a list exist -> "yes"
 fuzz_have = $(if $(strip $(1)),$(if $(filter-out $(wildcard $(1)),$(1)),,yes))
 FUZZ_TARGETS ?= $(foreach t,$(FUZZ_KNOWN),$(if $(and $(wildcard tests/fuzz/fuzz_$(t).c),$(call fuzz_have,$(FUZZ_SRCS_$(t)))),$(t)))
