@@ -429,6 +429,9 @@ static dv_code job_finish_sink(imp_job *j, dv_err *err)
         rc = dv_coll_checkpoint(s->c, err);
     if (rc == DV_OK)
         rc = imp_sink_progress(s, "index", s->added, s->added, err);
+    dv_coll_info info;
+    if (rc == DV_OK && (rc = dv_coll_info_get(s->c, &info, err)) == DV_OK)
+        j->rep.imported = info.n_vectors;
     return rc;
 }
 
@@ -1020,10 +1023,13 @@ dv_code dv_import(dv_db *db, const dv_import_opts *opts, dv_import_report *out, 
         goto done;
     }
     rc = run_job(&j, err);
-    if (rc == DV_OK && j.sink)
+    int built = j.sink != NULL;
+    if (rc == DV_OK && built)
         rc = job_finish_sink(&j, err);
     job_free_sink(&j); /* closes the staging collection: its files are final */
-    if (rc == DV_OK)
+    /* A copied directory is opened once before it is published: proof that
+     * it opens, and its count. (A built one was counted by its handle.) */
+    if (rc == DV_OK && !built)
         rc = count_dir(db, j.stage, &j.rep.imported, err);
     if (rc == DV_OK)
         rc = commit_staging(db, opts->collection_name, j.stage, err);
