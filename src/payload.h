@@ -4,7 +4,7 @@
  * byte-exact for retrieval; a parsed, flattened form is kept for filtering so
  * that searches never re-parse JSON.
  *
- * Filter forms (docs/api.md):
+ * Filter forms (docs/filters.md):
  *   {"key": value, ...}                       equality on every key (original d-vecDB)
  *   {"must": [cond...], "should": [cond...], "must_not": [cond...]}
  *   cond: {"key": "a.b", "match": {"value": v}} | {"key": k, "match": {"any": [v...]}}
