@@ -260,6 +260,7 @@ static void reply_ids(srv_req *r, int batch, const dv_point *pts, size_t n)
         return;
     }
     srv_buf sb = {0};
+    srv_sb_begin(&sb, n * 40);
     sb_puts(&sb, "[");
     for (size_t i = 0; i < n; i++) {
         if (i)
@@ -267,12 +268,7 @@ static void reply_ids(srv_req *r, int batch, const dv_point *pts, size_t n)
         sb_json_str(&sb, pts[i].id, strlen(pts[i].id));
     }
     sb_puts(&sb, "]");
-    if (sb.oom) {
-        sb_free(&sb);
-        srv_reply_raw(r, 200, NULL, 0);
-    } else {
-        srv_reply_raw(r, 200, sb.p, sb.len);
-    }
+    srv_reply_sb(r, 200, &sb);
 }
 
 /* The general path of insert, PUT and batch (jansson): parse, validate,
@@ -448,13 +444,7 @@ static void record_json(srv_buf *sb, const char *id, const float *v, uint32_t di
 
 static void reply_buf(srv_req *r, srv_buf *sb)
 {
-    if (sb->oom) {
-        sb_free(sb);
-        srv_reply_raw(r, 200, NULL, 0);
-        return;
-    }
-    srv_reply_raw(r, 200, sb->p, sb->len);
-    sb->p = NULL;
+    srv_reply_sb(r, 200, sb);
 }
 
 void h_vec_get(srv_req *r)
@@ -473,6 +463,7 @@ void h_vec_get(srv_req *r)
         srv_reply_dv(r, &err);
     } else {
         srv_buf sb = {0};
+        srv_sb_begin(&sb, (size_t)rec->dim * 16 + rec->metadata_len + 512);
         record_json(&sb, rec->id, rec->vector, rec->dim, rec->metadata, rec->metadata_len);
         reply_buf(r, &sb);
         dv_record_free(rec);
@@ -566,6 +557,10 @@ void h_vec_scroll(srv_req *r)
         srv_reply_dv(r, &err);
     } else {
         srv_buf sb = {0};
+        size_t hint = res->n * (300 + (include_vectors ? (size_t)res->dim * 16 : 0));
+        for (size_t i = 0; i < res->n; i++)
+            hint += res->hits[i].metadata_len;
+        srv_sb_begin(&sb, hint);
         sb_puts(&sb, "{\"vectors\":[");
         for (size_t i = 0; i < res->n; i++) {
             const dv_hit *h = &res->hits[i];
@@ -728,6 +723,7 @@ void h_search(srv_req *r)
         goto out;
     }
     srv_buf sb = {0};
+    srv_sb_begin(&sb, res->n * (300 + (sr.include_vectors ? (size_t)res->dim * 16 : 0)));
     sb_puts(&sb, "[");
     for (size_t i = 0; i < res->n; i++) {
         const dv_hit *h = &res->hits[i];

@@ -151,6 +151,12 @@ void srv_param_free(srv_req *r);
 void srv_reply_ok(srv_req *r, int status, json_t *data);
 /* Success with data already serialized as JSON text (taken, malloc'd). */
 void srv_reply_raw(srv_req *r, int status, char *data_json, size_t len);
+/* Hand-written success answers without a copy: srv_sb_begin writes the
+ * envelope's head (reserving hint bytes), the caller appends the data, and
+ * srv_reply_sb closes the envelope and takes the buffer. */
+struct srv_buf;
+void srv_sb_begin(struct srv_buf *b, size_t hint);
+void srv_reply_sb(srv_req *r, int status, struct srv_buf *b);
 /* Error envelope: status, stable code token, message. */
 void srv_reply_err(srv_req *r, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -74,7 +74,7 @@ def test_recovery_release_procedure_end_to_end(server_factory, tmp_path):
     roots.mkdir()
     s = server_factory(args=["--import-root", str(roots)])
     dim = 1536
-    n = 500 if (QUICK or ASAN) else 3000
+    n = 500 if (QUICK or ASAN) else 2000
     # 1. the incident: a collection that gets hard-deleted
     s.create("incidents", dim, metric="Euclidean")
     s.batch("incidents", [{"id": "old%d" % i, "data": [float(i)] * dim} for i in range(3)])
