@@ -154,7 +154,7 @@ static dv_code hdr_decode(const uint8_t in[HDR_SIZE], int kind, const char *path
     if (memcmp(in, file_magic[kind], 8) != 0)
         return dv_errorf(err, DV_ECORRUPT, "snap: %s: bad magic at offset 0 (not a %s file)", path, file_kind[kind]);
     if (get_u64(in + 56) != XXH3_64bits(in, 56))
-        return dv_errorf(err, DV_ECORRUPT, "snap: %s: header checksum mismatch (bytes 0..63)", path);
+        return dv_errorf(err, DV_ECORRUPT, "snap: %s: header checksum mismatch at offset 0 (bytes 0..63)", path);
     h->kind = kind;
     h->version = get_u32(in + 8);
     h->dim = get_u32(in + 12);
@@ -1000,7 +1000,7 @@ dv_code snap_manifest_read(const char *dir, snap_manifest *m, dv_err *err)
     json_object_del(o, "checksum");
     if (json_checksum(o) != sum) {
         json_decref(o);
-        return dv_errorf(err, DV_ECORRUPT, "snap: %s: checksum mismatch (the file was altered)", path);
+        return dv_errorf(err, DV_ECORRUPT, "snap: %s: checksum mismatch (the file was altered; offset unknown, the manifest has one checksum)", path);
     }
     what = "format";
     const char *fmt = json_string_value(json_object_get(o, "format"));
