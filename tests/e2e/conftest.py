@@ -40,7 +40,8 @@ def free_port():
 class Server:
     """One vectordb-server process over one data directory."""
 
-    def __init__(self, data_dir, args=(), keys=True, env=None, log_path=None, port=None):
+    def __init__(self, data_dir, args=(), keys=True, env=None, log_path=None, port=None, wrapper=()):
+        self.wrapper = list(wrapper)  # e.g. ["strace", "-f", ...] in front of the binary
         self.data_dir = data_dir
         self.args = list(args)
         self.keys = keys
@@ -52,7 +53,7 @@ class Server:
 
     # ---- life cycle -------------------------------------------------------
     def cmdline(self):
-        cmd = [BIN, "--data-dir", self.data_dir, "--host", "127.0.0.1", "--rest-port", str(self.port)]
+        cmd = self.wrapper + [BIN, "--data-dir", self.data_dir, "--host", "127.0.0.1", "--rest-port", str(self.port)]
         if self.keys:
             cmd += ["--api-key", ADMIN_KEY, "--read-only-api-key", RO_KEY]
         return cmd + self.args
@@ -89,7 +90,7 @@ class Server:
             self.proc = None
             return rc
         t0 = time.time()
-        self.proc.send_signal(signal.SIGTERM)
+        self.signal_server(signal.SIGTERM)
         try:
             rc = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -104,6 +105,17 @@ class Server:
         self.check_log()
         assert rc == 0, "server exit code %s:\n%s" % (rc, self.log_tail())
         return rc
+
+    def signal_server(self, sig):
+        """Signal the server itself (behind a wrapper such as strace: its child)."""
+        pid = self.proc.pid
+        if self.wrapper:
+            try:
+                with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+                    pid = int(f.read().split()[0])
+            except (OSError, IndexError, ValueError):
+                pass
+        os.kill(pid, sig)
 
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)
@@ -177,9 +189,10 @@ def server_factory(tmp_path):
     """Make servers over fresh data directories; all are stopped (cleanly) at the end."""
     made = []
 
-    def make(args=(), keys=True, env=None, data_dir=None, start=True):
+    def make(args=(), keys=True, env=None, data_dir=None, start=True, wrapper=()):
         d = data_dir or str(tmp_path / ("data%d" % len(made)))
-        s = Server(d, args=args, keys=keys, env=env, log_path=str(tmp_path / ("server%d.log" % len(made))))
+        s = Server(d, args=args, keys=keys, env=env, log_path=str(tmp_path / ("server%d.log" % len(made))),
+                   wrapper=wrapper)
         made.append(s)
         if start:
             s.start()

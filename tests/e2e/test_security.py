@@ -3,6 +3,7 @@ before the body is read, header/body/JSON limits, slow clients, keys never
 logged, the non-loopback bind rule, and path-traversal attempts on import."""
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -212,7 +213,10 @@ def test_path_traversal_imports_are_refused_403(server_factory, tmp_path):
     os.symlink("/etc", str(root / "link_etc"))
     os.symlink(str(root / "link_out"), str(root / "sub" / "link_chain"))
     os.symlink("../../outside", str(root / "sub" / "rel_link"))
-    s = server_factory(args=["--import-root", str(root)])
+    trace = tmp_path / "strace.txt"
+    # (LeakSanitizer cannot run under ptrace: leaks are checked by the other tests)
+    s = server_factory(args=["--import-root", str(root)], env={"ASAN_OPTIONS": "detect_leaks=0"},
+                       wrapper=["strace", "-f", "-qq", "-ttt", "-e", "trace=open,openat,openat2,creat", "-o", str(trace)])
     before = s.ok("GET", "/collections")
     R = str(root)
     attempts = [
@@ -227,6 +231,7 @@ def test_path_traversal_imports_are_refused_403(server_factory, tmp_path):
         s.data_dir, s.data_dir + "/collections", R + "/\u2025/outside",
     ]
     assert len(attempts) >= 30
+    t_attempts = time.time()
     failures = []
     for p in attempts:
         body = {"orphaned_path": p, "collection_name": "trav", "dimension": 4, "distance_metric": "Cosine",
@@ -236,7 +241,22 @@ def test_path_traversal_imports_are_refused_403(server_factory, tmp_path):
             failures.append("%r: %s %s" % (p[:80], r.status_code, r.text[:160]))
     assert not failures, "\n".join(failures)
     assert s.ok("GET", "/collections") == before
+    # strace: no file outside the data directory and the import root was
+    # opened while the attempts were refused
+    s.stop()
+    opened = [m.group(2) for m in re.finditer(r'^\d+ +([0-9.]+) open(?:at2?)?\((?:AT_FDCWD, )?"([^"]*)"',
+                                                trace.read_text(), re.M) if float(m.group(1)) >= t_attempts]
+    assert opened  # the audit log at least
+    test_dir = str(tmp_path)
+    # (the data directory's parent is opened once, to fsync the new data dir's entry)
+    bad = [p for p in opened
+           if p.startswith(test_dir) and not (p.startswith(s.data_dir) or p.startswith(R + "/") or p == R
+                                              or p == test_dir or p.startswith(test_dir + "/server"))]
+    bad += [p for p in opened if p in ("/etc/passwd", "/proc/self/environ") or p.startswith("/etc/passwd")]
+    assert not bad, bad
     assert sorted(os.listdir(outside)) == ["vectors.bin"]
     assert (outside / "vectors.bin").read_bytes() == b"\0" * 64
+    s.wrapper = []
+    s.start()
     audit = json.dumps(s.ok("GET", "/audit?limit=1000"))
     assert "import" in audit and "forbidden" in audit
