@@ -151,11 +151,23 @@ dv_code rec_rename_durable(const char *from, const char *to, int noreplace, dv_e
     char pf[REC_PATH_MAX], pt[REC_PATH_MAX];
     parent_of(from, pf, sizeof pf);
     parent_of(to, pt, sizeof pt);
+    const char *bad = NULL;
     if (io_fsync_dir(pt) != 0)
-        return dv_errorf(err, dv_code_from_errno(errno), "recovery: fsync %s: %s", pt, strerror(errno));
-    if (strcmp(pf, pt) != 0 && io_fsync_dir(pf) != 0)
-        return dv_errorf(err, dv_code_from_errno(errno), "recovery: fsync %s: %s", pf, strerror(errno));
-    return DV_OK;
+        bad = pt;
+    else if (strcmp(pf, pt) != 0 && io_fsync_dir(pf) != 0)
+        bad = pf;
+    if (!bad)
+        return DV_OK;
+    /* Not durable: report "not done" and make it so, by renaming back (best
+     * effort; if that fails too the move stands, and the caller's error
+     * says the state is uncertain). */
+    int e = errno;
+    if (io_rename(to, from) == 0) {
+        (void)io_fsync_dir(pf);
+        (void)io_fsync_dir(pt);
+    }
+    return dv_errorf(err, dv_code_from_errno(e), "recovery: fsync %s after rename %s -> %s: %s", bad, from, to,
+                     strerror(e));
 }
 
 dv_code rec_discard(const char *data_dir, const char *path, dv_err *err)

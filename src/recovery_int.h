@@ -43,7 +43,8 @@ dv_code rec_staging_name(const char *data_dir, const char *what, char *out, size
 dv_code rec_staging_dir(const char *data_dir, const char *what, char *out, size_t cap, dv_err *err);
 /* rename(from, to) (failing with DV_EEXIST if to exists when noreplace),
  * then fsync both parent directories: the commit point of every recovery
- * operation. */
+ * operation. DV_OK: done and durable. An error: not done (when an fsync
+ * fails after the rename, the rename is undone, best effort). */
 dv_code rec_rename_durable(const char *from, const char *to, int noreplace, dv_err *err);
 /* Crash-safe removal of a tree: rename it into .staging (the commit point),
  * then delete it. A crash mid-delete leaves only staging debris. */

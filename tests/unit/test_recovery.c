@@ -2,6 +2,7 @@
  * start-up clean-up, against the real engine; crash loops use io.c's
  * power-loss model (IO_FAULT_CRASH at every I/O call of an operation). */
 #include <errno.h>
+#include <pthread.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -607,6 +608,117 @@ TEST(automatic_backups_keep_the_newest_n_per_collection_and_manual_ones_stay)
     CHECK(list[0].created_at_ms >= list[nl - 1].created_at_ms);
     dv_free(list);
     CHECK(audit_has(db, "backup-expire", "r", "ok"));
+    dv_db_close(db, NULL);
+    rm_rf(root);
+    free(root);
+}
+
+typedef struct writer_arg {
+    dv_db *db;
+    volatile int stop;
+    int n_batches;
+} writer_arg;
+
+static void *writer_main(void *p)
+{
+    writer_arg *w = p;
+    dv_coll *c = NULL;
+    if (dv_coll_open(w->db, "busy", &c, NULL) != DV_OK)
+        return NULL;
+    for (int b = 0; !w->stop && b < 2000; b++) {
+        dv_point pts[20];
+        char ids[20][32];
+        float v[20][DIM];
+        for (int i = 0; i < 20; i++) {
+            snprintf(ids[i], sizeof ids[i], "w%d-%d", b, i);
+            vec_for((uint32_t)(b * 20 + i), 5, v[i]);
+            pts[i] = (dv_point){ids[i], v[i], NULL, 0};
+        }
+        if (dv_coll_upsert(c, pts, 20, NULL) != DV_OK)
+            break;
+        w->n_batches++;
+    }
+    dv_coll_close(c);
+    return NULL;
+}
+
+TEST(backups_taken_while_writes_continue_are_each_a_consistent_snapshot)
+{
+    char *root = mkroot();
+    dv_db *db = open_db(root, 86400);
+    CHECK(db);
+    CHECK_OK(make_coll(db, "busy", 100, 1));
+    writer_arg w = {.db = db};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, writer_main, &w) == 0);
+    dv_backup_info b[4];
+    for (int i = 0; i < 4; i++) {
+        usleep(20 * 1000);
+        CHECK_OK(dv_backup_create(db, "busy", NULL, &b[i], NULL));
+    }
+    w.stop = 1;
+    pthread_join(th, NULL);
+    CHECK(w.n_batches > 0);
+    for (int i = 0; i < 4; i++) {
+        dv_err e = {0};
+        /* verify opens the copy and checks its count against the manifest:
+         * a backup torn by a concurrent write would fail here */
+        CHECKF(dv_backup_verify(db, "busy", b[i].backup_id, NULL, &e) == DV_OK, "%s", e.msg);
+        CHECK((b[i].vector_count - 100) % 20 == 0); /* whole batches only */
+        if (i)
+            CHECK(b[i].vector_count >= b[i - 1].vector_count);
+    }
+    dv_db_close(db, NULL);
+    rm_rf(root);
+    free(root);
+}
+
+TEST(a_failing_write_during_a_backup_leaves_no_partial_backup_and_no_staging)
+{
+    char *root = mkroot();
+    dv_db *db = open_db(root, 86400);
+    CHECK(db);
+    CHECK_OK(make_coll(db, "f", 40, 1));
+    io_fault_arm(IO_FAULT_NONE, 0, 0);
+    dv_backup_info bi;
+    CHECK_OK(dv_backup_create(db, "f", NULL, &bi, NULL));
+    uint64_t calls = io_calls();
+    io_fault_disarm();
+    CHECK_OK(dv_backup_delete(db, "f", bi.backup_id, NULL));
+    int failed = 0;
+    for (uint64_t k = 1; k <= calls; k++) {
+        io_fault_arm(k % 2 ? IO_FAULT_ENOSPC : IO_FAULT_EIO, k, 0);
+        dv_err e = {0};
+        dv_code rc = dv_backup_create(db, "f", NULL, &bi, &e);
+        io_fault_disarm();
+        dv_backup_info *list = NULL;
+        size_t n = 0;
+        CHECK_OK(dv_backup_list(db, "f", &list, &n, NULL));
+        if (rc != DV_OK) {
+            failed++;
+            CHECKF(n == 0, "call %llu failed (%s) but a backup is listed", (unsigned long long)k, e.msg);
+        } else {
+            CHECK(n == 1);
+            CHECK_OK(dv_backup_verify(db, "f", list[0].backup_id, NULL, NULL));
+            CHECK_OK(dv_backup_delete(db, "f", list[0].backup_id, NULL));
+        }
+        dv_free(list);
+        char st[4200];
+        snprintf(st, sizeof st, "%s/.staging", root);
+        char **names = NULL;
+        size_t nn = 0;
+        CHECK_OK(rec_list_dir(st, &names, &nn, NULL));
+        rec_free_names(names, nn);
+        CHECKF(nn == 0, "call %llu: staging left behind", (unsigned long long)k);
+        uint64_t cnt;
+        if (coll_sum(db, "f", &cnt) == 0 || cnt != 40) {
+            /* a failed checkpoint poisons the collection until reopen */
+            (void)dv_db_close(db, NULL); /* its checkpoint may fail: poisoned */
+            db = open_db(root, 86400);
+            CHECK(db);
+        }
+    }
+    CHECK(failed > 0);
     dv_db_close(db, NULL);
     rm_rf(root);
     free(root);
