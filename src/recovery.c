@@ -178,8 +178,10 @@ dv_code rec_discard(const char *data_dir, const char *path, dv_err *err)
         return rc;
     if ((rc = rec_rename_durable(path, dst, 1, err)) != DV_OK)
         return rc;
-    /* Committed: a crash from here on leaves debris in .staging, removed at open. */
-    return io_remove_tree(dst, err);
+    /* Committed: a crash, or a failure to remove, from here on leaves
+     * debris in .staging, removed at the next open. */
+    (void)io_remove_tree(dst, NULL);
+    return DV_OK;
 }
 
 dv_code rec_fsync_tree_dirs(const char *root, dv_err *err)

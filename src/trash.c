@@ -244,8 +244,10 @@ dv_code dv_trash_purge_expired(dv_db *db, size_t *n_purged, dv_err *err)
             if (rc == DV_OK)
                 rc = rec_rename_durable(path, staged, 1, &e);
             db_catalog_unlock(db);
+            /* Committed: the entry is out of the trash. If the removal
+             * fails, the remains go with .staging at the next open. */
             if (rc == DV_OK)
-                rc = io_remove_tree(staged, &e);
+                (void)io_remove_tree(staged, NULL);
         }
         if (rc == DV_ENOTFOUND)
             continue; /* restored or purged by someone else meanwhile */

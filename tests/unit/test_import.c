@@ -892,7 +892,21 @@ TEST(a_cancelled_import_leaves_no_collection_and_no_staging)
     free(root);
 }
 
+/* eio: fail one call with EIO instead of crashing: the import is then
+ * done exactly when it returned DV_OK. */
+static void import_fault_loop(int eio, int *t_failed_);
+
 TEST(crash_at_every_io_call_of_an_import_leaves_all_or_nothing)
+{
+    import_fault_loop(0, t_failed_);
+}
+
+TEST(an_io_error_at_any_call_of_an_import_means_nothing_was_imported)
+{
+    import_fault_loop(1, t_failed_);
+}
+
+static void import_fault_loop(int eio, int *t_failed_)
 {
     char *root = mkroot();
     char path[600], in[512];
@@ -917,7 +931,7 @@ TEST(crash_at_every_io_call_of_an_import_leaves_all_or_nothing)
         if (k == 0)
             io_fault_arm(IO_FAULT_NONE, 0, 0);
         else
-            io_fault_arm(IO_FAULT_CRASH, k, 1);
+            io_fault_arm(eio ? IO_FAULT_EIO : IO_FAULT_CRASH, k, eio ? 0 : 1);
         dv_import_opts io;
         memset(&io, 0, sizeof io);
         io.path = path;
@@ -931,8 +945,11 @@ TEST(crash_at_every_io_call_of_an_import_leaves_all_or_nothing)
             rm_rf(data);
             continue;
         }
+        if (eio)
+            io_fault_disarm();
         dv_db_close(db, NULL);
-        io_crash_apply(k % 2 ? 0 : 5);
+        if (!eio)
+            io_crash_apply(k % 2 ? 0 : 5);
         db = NULL;
         CHECKF(dv_db_open(data, &o, &db, NULL) == DV_OK, "reopen after crash at %llu", (unsigned long long)k);
         dv_coll *c = NULL;
@@ -944,9 +961,11 @@ TEST(crash_at_every_io_call_of_an_import_leaves_all_or_nothing)
                    (unsigned long long)info.n_vectors);
             dv_coll_close(c);
             n_done++;
+            CHECKF(!eio || rc == DV_OK, "EIO at %llu: error %d returned but the import is done", (unsigned long long)k, rc);
         } else {
             CHECKF(orc == DV_ENOTFOUND, "crash at %llu: open returned %d", (unsigned long long)k, orc);
             n_undone++;
+            CHECKF(!eio || rc != DV_OK, "EIO at %llu: ok returned but nothing imported", (unsigned long long)k);
         }
         char st[700];
         snprintf(st, sizeof st, "%s/.staging", data);
@@ -958,7 +977,8 @@ TEST(crash_at_every_io_call_of_an_import_leaves_all_or_nothing)
         dv_db_close(db, NULL);
         rm_rf(data);
     }
-    fprintf(stderr, "  import: %llu crash points: %d done, %d undone\n", (unsigned long long)calls, n_done, n_undone);
+    fprintf(stderr, "  import (%s): %llu fault points: %d done, %d undone\n", eio ? "EIO" : "crash",
+            (unsigned long long)calls, n_done, n_undone);
     CHECK(n_done > 0 && n_undone > 0);
     rm_rf(root);
     free(root);

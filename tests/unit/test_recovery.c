@@ -998,6 +998,73 @@ static int crash_loop(crash_op op, int *t_failed_)
     return n_done > 0 && n_undone > 0;
 }
 
+/* EIO at each I/O call of op in turn (the call fails, later ones work):
+ * after a reopen the operation is done exactly when it returned DV_OK. */
+static int eio_loop(crash_op op, int *t_failed_)
+{
+    char *root = mkroot();
+    char dir[4200], id[128];
+    uint64_t s;
+    snprintf(dir, sizeof dir, "%s/count", root);
+    dv_db *db = crash_setup(dir, op, &s, id, sizeof id);
+    if (!db) {
+        *t_failed_ = 1;
+        return 0;
+    }
+    io_fault_arm(IO_FAULT_NONE, 0, 0);
+    dv_code rc = crash_run(db, op, id);
+    uint64_t calls = io_calls();
+    io_fault_disarm();
+    dv_db_close(db, NULL);
+    if (rc != DV_OK) {
+        *t_failed_ = 1;
+        return 0;
+    }
+    uint64_t step = QUICK && calls > 15 ? calls / 15 : 1;
+    int n_err = 0;
+    for (uint64_t k = 1; k <= calls; k += step) {
+        snprintf(dir, sizeof dir, "%s/k%llu", root, (unsigned long long)k);
+        db = crash_setup(dir, op, &s, id, sizeof id);
+        if (!db) {
+            *t_failed_ = 1;
+            return 0;
+        }
+        io_fault_arm(IO_FAULT_EIO, k, 0);
+        rc = crash_run(db, op, id);
+        io_fault_disarm();
+        dv_db_close(db, NULL);
+        db = open_db(dir, 86400);
+        int done = 0;
+        const char *why = db ? crash_check(db, op, s, &done) : "reopen failed";
+        if (db)
+            dv_db_close(db, NULL);
+        if (!why && (rc == DV_OK) != done)
+            why = rc == DV_OK ? "returned ok but is not done" : "returned an error but is done";
+        if (why) {
+            fprintf(stderr, "  %s: EIO at call %llu of %llu (rc %d): %s\n", op_name(op), (unsigned long long)k,
+                    (unsigned long long)calls, rc, why);
+            *t_failed_ = 1;
+            return 0;
+        }
+        n_err += rc != DV_OK;
+        rm_rf(dir);
+    }
+    fprintf(stderr, "  %s: %llu io calls, %d failed cleanly\n", op_name(op), (unsigned long long)calls, n_err);
+    rm_rf(root);
+    free(root);
+    return n_err > 0;
+}
+
+TEST(an_io_error_anywhere_in_drop_restore_backup_hard_delete_purge_means_not_done)
+{
+    CHECK(eio_loop(OP_DROP, t_failed_));
+    CHECK(eio_loop(OP_RESTORE_TRASH, t_failed_));
+    CHECK(eio_loop(OP_BACKUP, t_failed_));
+    CHECK(eio_loop(OP_RESTORE_BACKUP, t_failed_));
+    CHECK(eio_loop(OP_HARD_DELETE, t_failed_));
+    CHECK(eio_loop(OP_PURGE, t_failed_));
+}
+
 TEST(crash_at_every_io_call_of_a_drop_leaves_it_done_or_undone)
 {
     CHECK(crash_loop(OP_DROP, t_failed_));
