@@ -17,6 +17,13 @@
 
 #include "hnsw_int.h"
 
+/* Algorithm 4 as in the paper (extendCandidates and keepPrunedConnections
+ * off): keep a candidate only if it is nearer to the base than to every
+ * neighbour kept so far. Measured alternatives, not adopted: DiskANN's
+ * relaxed test (alpha = 1.1) lifted Fashion-MNIST recall at ef 10 from 0.934
+ * to 0.956 but on clustered 1536-dim data lost diversity (recall at ef 40
+ * 0.999 -> 0.992; alpha 1.2: 0.93); keepPrunedConnections gave at best
+ * +0.003 recall per distance for up to 70% more build work. */
 size_t hnsw_select(const hnsw *h, const hnsw_cand *cand, size_t n, size_t max, hnsw_cand *out)
 {
     size_t k = 0;
