@@ -94,6 +94,7 @@ class Server:
         try:
             rc = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            self.signal_server(signal.SIGKILL)  # the server itself, not only a wrapper
             self.proc.kill()
             self.proc.wait()
             raise AssertionError("server did not stop within %ss" % timeout)
@@ -118,7 +119,7 @@ class Server:
         os.kill(pid, sig)
 
     def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
+        self.signal_server(signal.SIGKILL)
         self.proc.wait()
         self.proc = None
         self.log.close()
