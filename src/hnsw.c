@@ -60,6 +60,7 @@ static dv_code alloc_arrays(hnsw *h, size_t cap, dv_err *err)
 #endif
     memset(l0, 0, alloc);
     h->l0 = l0;
+    h->l0_bytes = alloc;
     h->upper = calloc(cap ? cap : 1, sizeof *h->upper);
     h->levels = calloc(cap ? cap : 1, 1);
     h->flags = calloc(cap ? cap : 1, 1);
@@ -190,6 +191,7 @@ dv_code hnsw_reserve(hnsw *h, size_t capacity, dv_err *err)
     free(h->flags);
     free(h->locks);
     h->l0 = n.l0;
+    h->l0_bytes = n.l0_bytes;
     h->upper = n.upper;
     h->levels = n.levels;
     h->flags = n.flags;
@@ -242,7 +244,7 @@ size_t hnsw_count(const hnsw *h) { return __atomic_load_n(&h->n_live, __ATOMIC_R
 
 size_t hnsw_mem_bytes(const hnsw *h)
 {
-    size_t b = sizeof *h + h->cap * (h->node_size + sizeof *h->upper + 3);
+    size_t b = sizeof *h + h->l0_bytes + h->cap * (sizeof *h->upper + 3);
     b += __atomic_load_n(&h->upper_bytes, __ATOMIC_RELAXED);
     pthread_mutex_lock((pthread_mutex_t *)&h->pool_lock);
     for (const hnsw_ctx *c = h->pool; c; c = c->next)

@@ -94,6 +94,7 @@ struct hnsw {
     size_t node_size;
     size_t links_off;
     uint8_t *l0;
+    size_t l0_bytes;   /* allocated size of l0 (rounded to the page size used) */
     uint32_t **upper;
     uint8_t *levels;
     uint8_t *flags;
