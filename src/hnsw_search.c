@@ -278,7 +278,8 @@ size_t hnsw_search_layer(const hnsw *h, hnsw_ctx *c, const hnsw_query *q, uint32
     minheap_push(cand, &nc, epd, ep);
     nearest->d = epd;
     nearest->id = ep;
-    if (ep != exclude && !(flags[ep] & HNSW_F_DELETED) && (!filter || filter(fctx, ep)))
+    if (ep != exclude && !(__atomic_load_n(&flags[ep], __ATOMIC_RELAXED) & HNSW_F_DELETED) &&
+        (!filter || filter(fctx, ep)))
         maxheap_push(res, &nr, epd, ep);
     float bound = nr >= ef ? res[0].d : FLT_MAX;
 
