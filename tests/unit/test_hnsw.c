@@ -814,6 +814,56 @@ TEST(searches_concurrent_with_inserts_return_valid_slots)
     hnsw_destroy(h);
 }
 
+typedef struct delthr {
+    hnsw *h;
+    uint8_t *del; /* atomic bytes: 1 once the slot's delete has returned */
+    size_t n;
+    int stop;
+} delthr;
+
+static void *deleter(void *arg)
+{
+    delthr *d = arg;
+    for (uint32_t s = 1; s < d->n; s += 3) {
+        hnsw_mark_deleted(d->h, s);
+        __atomic_store_n(&d->del[s], 1, __ATOMIC_RELEASE);
+    }
+    __atomic_store_n(&d->stop, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+TEST(searches_concurrent_with_deletes_never_return_slots_deleted_before_they_began)
+{
+    setup();
+    hnsw *h = clone_index(g_h, g_base, N_BASE);
+    CHECK(h != NULL);
+    delthr d = {.h = h, .del = calloc(N_BASE, 1), .n = N_BASE};
+    uint8_t *before = malloc(N_BASE);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, deleter, &d) == 0);
+    size_t i = 0;
+    int bad = 0;
+    while (!__atomic_load_n(&d.stop, __ATOMIC_ACQUIRE)) {
+        for (size_t s = 0; s < N_BASE; s++) /* deletes finished before this search */
+            before[s] = __atomic_load_n(&d.del[s], __ATOMIC_ACQUIRE);
+        uint32_t got[K];
+        size_t ng = hnsw_search(h, g_q + (i++ % N_QUERY) * DIM, K, 50, NULL, NULL, got, NULL);
+        if (ng != K)
+            bad = 1;
+        for (size_t j = 0; j < ng; j++)
+            if (before[got[j]])
+                bad = 1;
+    }
+    pthread_join(t, NULL);
+    double r = measure_recall(h, g_base, N_BASE, g_q, N_QUERY, 50, not_deleted, d.del);
+    fprintf(stderr, "  %zu searches during deletes; recall@10 over the rest after: %.4f\n", i, r);
+    CHECK(!bad);
+    CHECKF(r >= 0.95, "%.4f", r);
+    free(before);
+    free(d.del);
+    hnsw_destroy(h);
+}
+
 TEST(reserve_grows_capacity_and_keeps_the_graph)
 {
     float *base = make_clustered(3000, 16, 21);
