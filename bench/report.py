@@ -312,7 +312,7 @@ def main():
             "- Python peers pay a few microseconds of interpreter overhead per query; the native hnswlib "
             "driver is the reference for every ratio",
             "",
-            "Command: `make bench` (full; ~10-15 minutes on 2 cores) or `BENCH_SMOKE=1 bench/run.sh` (tiny "
+            "Command: `make bench` (full; tens of minutes on 2 cores, FAISS's builds the longest; over an hour under this run's load) or `BENCH_SMOKE=1 bench/run.sh` (tiny "
             "sizes, < 1 minute, part of `make test`).",
             "",
             f"![recall vs QPS]({os.path.relpath(plot_png, os.path.dirname(out_md))})",
