@@ -541,19 +541,38 @@ static void batch_apply(dv_coll *c, batch *b, uint32_t *new_slots, int defer_ind
 static void poison(dv_coll *c, dv_code code, const char *msg)
 {
     if (atomic_exchange(&c->poisoned, 1) == 0) {
-        c->poison_code = code;
+        /* XXX: the wal reports a failed fsync as DV_EFATAL whatever the
+         * errno; the errno text in its message is how a full disk is told
+         * apart (a structured cause from wal.h would be better). */
+        c->poison_code = code == DV_ENOSPC || (msg && strstr(msg, strerror(ENOSPC))) ? DV_ENOSPC : code;
         snprintf(c->poison_msg, sizeof c->poison_msg, "%.255s", msg);
     }
 }
 
-/* Why a write cannot start, or DV_OK. */
+/* The code a failed write returns: a full disk is DV_ENOSPC (the caller
+ * may retry once space is back), anything else as the lower layer said. */
+static dv_code poison_rc(dv_coll *c, dv_code rc, dv_err *err)
+{
+    if (c->poison_code == DV_ENOSPC && rc != DV_ENOSPC) {
+        if (err)
+            err->code = DV_ENOSPC;
+        return DV_ENOSPC;
+    }
+    return rc;
+}
+
+static dv_code heal_after_enospc(dv_coll *c, dv_err *err);
+
+/* Why a write cannot start, or DV_OK (wmu held). A collection poisoned by
+ * a full disk heals itself once space is back (heal_after_enospc); any
+ * other failure keeps it poisoned until the database is reopened. */
 static dv_code write_gate(dv_coll *c, dv_err *err)
 {
     if (c->read_only)
         return dv_errorf(err, DV_EREADONLY, "coll: %s: opened read-only", c->name);
     if (atomic_load(&c->detached))
         return dv_errorf(err, DV_ENOTFOUND, "coll: %s: collection was dropped or closed", c->name);
-    if (atomic_load(&c->poisoned))
+    if (atomic_load(&c->poisoned) && !(c->poison_code == DV_ENOSPC && heal_after_enospc(c, NULL) == DV_OK))
         return dv_errorf(err, DV_EFATAL, "coll: %s: writes refused after an I/O failure (%s); reopen the database",
                          c->name, c->poison_msg);
     return DV_OK;
@@ -585,6 +604,9 @@ static dv_code link_new(dv_coll *c, uint32_t *slots, size_t n, dv_err *err)
 
 static dv_code upsert_impl(dv_coll *c, const dv_point *pts, size_t n, int use_wal, dv_err *err)
 {
+    dv_err local_err; /* poisoning keeps the cause even when the caller passes no err */
+    if (!err)
+        err = &local_err;
     batch b;
     dv_code rc = batch_prepare(c, pts, n, &b, err);
     if (rc)
@@ -618,8 +640,10 @@ static dv_code upsert_impl(dv_coll *c, const dv_point *pts, size_t n, int use_wa
         uint64_t seq = 0;
         rc = wal_append(c->w, COLL_WAL_UPSERT_BATCH, rec, rec_len, &seq, err);
         if (rc) {
-            if (rc != DV_EINVAL && rc != DV_ELIMIT)
+            if (rc != DV_EINVAL && rc != DV_ELIMIT) {
                 poison(c, rc, err ? err->msg : "wal append failed");
+                rc = poison_rc(c, rc, err);
+            }
             goto unlock;
         }
         c->last_seq = seq;
@@ -654,6 +678,9 @@ dv_code coll_upsert_bulk(dv_coll *c, const dv_point *pts, size_t n, dv_err *err)
 
 dv_code dv_coll_delete(dv_coll *c, const char *const *ids, size_t n, size_t *n_deleted, dv_err *err)
 {
+    dv_err local_err; /* poisoning keeps the cause even when the caller passes no err */
+    if (!err)
+        err = &local_err;
     if (n && !ids)
         return dv_errorf(err, DV_EINVAL, "coll: ids missing");
     if (n > BATCH_MAX)
@@ -703,6 +730,7 @@ dv_code dv_coll_delete(dv_coll *c, const char *const *ids, size_t n, size_t *n_d
         rc = wal_append(c->w, COLL_WAL_DELETE_BATCH, rec, off, &seq, err);
         if (rc) {
             poison(c, rc, err ? err->msg : "wal append failed");
+            rc = poison_rc(c, rc, err);
             goto unlock;
         }
         c->last_seq = seq;
@@ -1150,6 +1178,9 @@ static int src_record(void *ctx, uint64_t slot, const char **id, size_t *id_len,
  * and remove the previous generation. wmu held, so nothing mutates. */
 dv_code coll_checkpoint_locked(dv_coll *c, dv_err *err)
 {
+    dv_err local_err; /* poisoning keeps the cause even when the caller passes no err */
+    if (!err)
+        err = &local_err;
     if (c->read_only)
         return dv_errorf(err, DV_EREADONLY, "coll: %s: opened read-only", c->name);
     dv_code rc = write_gate(c, err);
@@ -1162,7 +1193,7 @@ dv_code coll_checkpoint_locked(dv_coll *c, dv_err *err)
     rc = wal_rotate(c->w, err);
     if (rc) {
         poison(c, rc, err ? err->msg : "wal rotate failed");
-        return rc;
+        return poison_rc(c, rc, err);
     }
     uint8_t *graph = NULL;
     size_t graph_len = 0;
@@ -1182,8 +1213,10 @@ dv_code coll_checkpoint_locked(dv_coll *c, dv_err *err)
     if (!rc)
         rc = snap_manifest_write(c->dir, &m, err);
     if (rc) {
-        if (rc != DV_ENOMEM)
+        if (rc != DV_ENOMEM) {
             poison(c, rc, err ? err->msg : "snapshot write failed");
+            rc = poison_rc(c, rc, err);
+        }
         return rc;
     }
     c->gen = m.gen;
@@ -1193,7 +1226,7 @@ dv_code coll_checkpoint_locked(dv_coll *c, dv_err *err)
     rc = wal_truncate_upto(c->w, c->ckpt_seq, err);
     if (rc) {
         poison(c, rc, err ? err->msg : "wal truncate failed");
-        return rc;
+        return poison_rc(c, rc, err);
     }
     /* Old generation files: harmless if this fails (removed at next open). */
     snap_cleanup(c->dir, &m, NULL);
@@ -1210,6 +1243,9 @@ dv_code dv_coll_checkpoint(dv_coll *c, dv_err *err)
 
 dv_code coll_sync(dv_coll *c, dv_err *err)
 {
+    dv_err local_err; /* poisoning keeps the cause even when the caller passes no err */
+    if (!err)
+        err = &local_err;
     dv_code rc = DV_OK;
     pthread_mutex_lock(&c->wmu);
     if (c->w && !c->read_only && !atomic_load(&c->detached) && !atomic_load(&c->poisoned)) {
@@ -1223,6 +1259,9 @@ dv_code coll_sync(dv_coll *c, dv_err *err)
 
 dv_code coll_with_writes_paused(dv_coll *c, int checkpoint_first, coll_paused_fn fn, void *ctx, dv_err *err)
 {
+    dv_err local_err; /* poisoning keeps the cause even when the caller passes no err */
+    if (!err)
+        err = &local_err;
     pthread_mutex_lock(&c->wmu);
     dv_code rc = DV_OK;
     if (atomic_load(&c->detached)) {
@@ -1629,6 +1668,39 @@ static dv_code link_unlinked(dv_coll *c, dv_err *err)
                 hnsw_mark_deleted(c->h, s);
     }
     free(todo);
+    return rc;
+}
+
+/* After ENOSPC (wmu held): what a reopen would do, in place. Reopen the
+ * WAL from disk (cutting a torn record, replaying a complete record whose
+ * fsync failed: it was never acknowledged, so applying it is allowed),
+ * then write a full checkpoint so that every segment written before the
+ * failure - whose page-cache state is no longer trusted - is removed.
+ * Any failure leaves the collection poisoned. */
+static dv_code heal_after_enospc(dv_coll *c, dv_err *err)
+{
+    /* Rough need: the snapshot is rewritten whole. */
+    uint64_t need = (uint64_t)c->n_slots * (4ull * c->cfg.dim + 64) + (16ull << 20);
+    if (io_disk_free(c->dir) < need)
+        return dv_errorf(err, DV_ENOSPC, "coll: %s: still short of disk space", c->name);
+    if (c->w) {
+        wal_close(c->w, NULL);
+        c->w = NULL;
+    }
+    char wdir[4200];
+    snprintf(wdir, sizeof wdir, "%s/wal", c->dir);
+    int64_t torn = -1;
+    dv_code rc = wal_open(wdir, c->fsync, c->fsync_interval_ms, c->last_seq, 0, replay_apply, c, &torn, &c->w, err);
+    if (rc)
+        return rc;
+    if (wal_last_seq(c->w) > c->last_seq)
+        c->last_seq = wal_last_seq(c->w);
+    rc = link_unlinked(c, err);
+    if (rc)
+        return rc;
+    atomic_store(&c->poisoned, 0);
+    c->dirty = 1;
+    rc = coll_checkpoint_locked(c, err); /* poisons again on failure */
     return rc;
 }
 
