@@ -42,7 +42,7 @@ CRASH_BINS := $(CRASH_SRCS:tests/crash/%.c=$(BUILD)/tests/crash_%)
 
 BINS := $(if $(SERVER_SRCS),$(BUILD)/vectordb-server) $(if $(CLI_SRCS),$(BUILD)/vectordb-cli)
 
-.PHONY: all deps run test test-unit test-crash test-asan test-e2e test-e2e-asan test-long bench bench-smoke lint clean fuzz
+.PHONY: soak all deps run test test-unit test-crash test-asan test-e2e test-e2e-asan test-long bench bench-smoke lint clean fuzz
 
 all: $(LIB) $(BINS) $(UNIT_BINS) $(CRASH_BINS)
 
@@ -109,6 +109,16 @@ test: deps
 	$(MAKE) fuzz-replay
 	$(MAKE) bench-smoke
 	@echo "make test: all passed"
+
+# Long runs, not in `make test`: every simulated power-loss point, a 3-minute
+# soak, valgrind on the server. `make soak` is the 30-minute soak.
+test-long: deps all
+	DVECDB_CRASH_ALL=1 scripts/run-tests.sh $(CRASH_BINS)
+	DVECDB_BUILD=$(BUILD) $(PY) tests/soak/soak.py --minutes 3 --out $(BUILD)/soak-3min.json
+	DVECDB_BUILD=$(BUILD) scripts/valgrind-smoke.sh
+
+soak: deps all
+	DVECDB_BUILD=$(BUILD) $(PY) tests/soak/soak.py --minutes 30 --out $(BUILD)/soak-30min.json
 
 bench: deps all
 	bench/run.sh
