@@ -255,7 +255,8 @@ static void record_parse(lg *g, uint64_t end)
         g->overflow = 1;
         return;
     }
-    memcpy(p->t, g->stack, g->n_stack * sizeof *p->t);
+    if (g->n_stack) /* memcpy from a NULL stack is undefined even for 0 bytes */
+        memcpy(p->t, g->stack, g->n_stack * sizeof *p->t);
     p->n = g->n_stack;
     p->end = end;
     g->n_parses++;
@@ -524,7 +525,8 @@ static void nest_add(lg *g, uint64_t end)
         return;
     }
     g->nest_n = n;
-    memcpy(g->npool + g->n_npool, g->stack, g->n_stack * sizeof *g->stack);
+    if (g->n_stack)
+        memcpy(g->npool + g->n_npool, g->stack, g->n_stack * sizeof *g->stack);
     g->nest_end[g->n_nest] = end;
     g->nest_off[g->n_nest] = g->n_npool;
     g->nest_n[g->n_nest] = g->n_stack;
@@ -588,7 +590,8 @@ static int edge_add(lg *g, uint32_t from, tok key, const tok *val, size_t n_val,
     }
     g->eds[g->n_eds++] = (edge){to, (uint32_t)g->n_epool, (uint32_t)(1 + n_val)};
     g->epool[g->n_epool++] = key;
-    memcpy(g->epool + g->n_epool, val, n_val * sizeof *val);
+    if (n_val)
+        memcpy(g->epool + g->n_epool, val, n_val * sizeof *val);
     g->n_epool += n_val;
     g->sts[from].n_edges++;
     return 0;
@@ -1242,9 +1245,9 @@ static int do_record(lg *g, uint64_t off, int final, uint64_t *end, dv_code *rc,
     if (!final) {
         /* the vocabulary learns only from what is certain: a record with
          * one reading, or the keys every reading of a record shares */
-        if (!ambiguous)
+        if (!ambiguous && g->n_parses == 1)
             vocab_learn(g, &g->parses[0]);
-        else if (!g->overflow)
+        else if (!g->overflow && g->n_parses > 1)
             vocab_learn_certain(g);
     } else if (ambiguous) {
         prefer_homogeneous(g);
