@@ -127,8 +127,10 @@ with open(sys.argv[2], 'w') as f:
         >"$OUT/server.log" 2>&1 &
     spid=$!
     up=0
-    for _ in $(seq 1 100); do
-        if $PY -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/health', timeout=1)" \
+    # /readyz, not /health: the server answers 503 until the data dir is open
+    # (the first published run measured those 503s as search throughput)
+    for _ in $(seq 1 600); do
+        if $PY -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/readyz', timeout=1)" \
             2>/dev/null; then up=1; break; fi
         sleep 0.1
     done
@@ -140,13 +142,14 @@ with open(sys.argv[2], 'w') as f:
                 "$OUT/search-bodies.txt" /collections/fmnist/search | tail -1)
             [ -n "$r" ] || { echo "bench: wrk failed" >&2; continue; }
             echo "{\"connections\":$c,\"ef\":$SEARCH_EF,\"wrk\":$r}" >>"$W"
+            case "$r" in *'"non2xx":0,'*) ;; *) echo "bench: server answered errors: $r (see $OUT/server.log)" >&2; bad=1 ;; esac
         done
     else
         echo "bench: server did not come up (see $OUT/server.log)" >&2
     fi
     kill $spid 2>/dev/null || true
     wait $spid 2>/dev/null || true
-    [ $up = 1 ]
+    [ $up = 1 ] && [ "${bad:-0}" = 0 ]
 }
 
 # 2. the datasets, once (prep.py skips what is up to date)

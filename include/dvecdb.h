@@ -255,7 +255,9 @@ typedef struct dv_record {
     size_t metadata_len;
 } dv_record;
 
-/* Copy of one point; DV_ENOTFOUND if absent. Free with dv_record_free(). */
+/* Copy of one point; DV_ENOTFOUND if absent. Free with dv_record_free().
+ * The record and everything it points to (id, vector, metadata) are one
+ * allocation: free only the record, never its fields one by one. */
 dv_code dv_coll_get(dv_coll *coll, const char *id, dv_record **out, dv_err *err);
 void dv_record_free(dv_record *rec);
 
@@ -288,7 +290,9 @@ typedef struct dv_result {
  * Free the result with dv_result_free(). */
 dv_code dv_coll_search(dv_coll *coll, const float *q, const dv_search_params *p, dv_result **out, dv_err *err);
 
-/* Page through points in a stable internal order; hits carry distance 0. */
+/* Page through points in a stable internal order; hits carry distance 0.
+ * A dv_result and all its hits' ids, metadata and vectors are one
+ * allocation freed by dv_result_free(); never free the fields. */
 dv_code dv_coll_scroll(dv_coll *coll, uint64_t offset, uint32_t limit, int include_vectors, dv_result **out, dv_err *err);
 void dv_result_free(dv_result *r);
 
