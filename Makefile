@@ -42,7 +42,7 @@ CRASH_BINS := $(CRASH_SRCS:tests/crash/%.c=$(BUILD)/tests/crash_%)
 
 BINS := $(if $(SERVER_SRCS),$(BUILD)/vectordb-server) $(if $(CLI_SRCS),$(BUILD)/vectordb-cli)
 
-.PHONY: soak all deps run test test-unit test-crash test-asan test-e2e test-e2e-asan test-long bench bench-smoke lint clean fuzz
+.PHONY: reliability-report soak all deps run test test-unit test-crash test-asan test-e2e test-e2e-asan test-long bench bench-smoke lint clean fuzz
 
 all: $(LIB) $(BINS) $(UNIT_BINS) $(CRASH_BINS)
 
@@ -116,6 +116,11 @@ test-long: deps all
 	DVECDB_CRASH_ALL=1 scripts/run-tests.sh $(CRASH_BINS)
 	DVECDB_BUILD=$(BUILD) $(PY) tests/soak/soak.py --minutes 3 --out $(BUILD)/soak-3min.json
 	DVECDB_BUILD=$(BUILD) scripts/valgrind-smoke.sh
+
+# docs/reliability.md from measured runs (200 kill -9 rounds, every power-loss
+# point, recovery crash points, fuzz summary, soak result, security suite).
+reliability-report: deps all
+	DVECDB_BUILD=$(BUILD) $(PY) scripts/reliability_report.py
 
 soak: deps all
 	DVECDB_BUILD=$(BUILD) $(PY) tests/soak/soak.py --minutes 30 --out $(BUILD)/soak-30min.json

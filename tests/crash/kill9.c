@@ -142,6 +142,9 @@ static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw
 
 int main(void)
 {
+    /* DVECDB_KILL9_ROUNDS overrides the round count (make reliability-report runs 200) */
+    const char *env_rounds = getenv("DVECDB_KILL9_ROUNDS");
+    int rounds = env_rounds && atoi(env_rounds) > 0 ? atoi(env_rounds) : ROUNDS;
     char base[] = "/tmp/dvecdb-kill9-XXXXXX";
     if (!mkdtemp(base))
         return 1;
@@ -151,7 +154,7 @@ int main(void)
     int next = 0, acked_max = -1, failures = 0, created = 0;
     long total_acked = 0;
     /* the exact vectors of acknowledged batches are checked every round */
-    for (int round = 0; round < ROUNDS; round++) {
+    for (int round = 0; round < rounds; round++) {
         int fds[2];
         if (pipe(fds))
             return 1;
@@ -234,7 +237,7 @@ int main(void)
         if (failures)
             break;
     }
-    fprintf(stderr, "kill9: %d rounds, %ld batches acknowledged (%d in the store), %d failures\n", ROUNDS,
+    fprintf(stderr, "kill9: %d rounds, %ld batches acknowledged (%d in the store), %d failures\n", rounds,
             total_acked, acked_max + 1, failures);
     nftw(base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
     return failures ? 1 : 0;
