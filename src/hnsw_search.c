@@ -12,106 +12,18 @@
  */
 #include <float.h>
 #include <string.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
 
 #include "hnsw_int.h"
 
-/* ---- bounded l2sq kernels ---------------------------------------------
- * The search discards a neighbour as soon as its distance reaches the
- * current ef-th best, so the kernel checks the partial sum every 256
- * floats and gives up once it exceeds the bound: most rejected vectors are
- * then never read in full. Compiled for their ISA through target
- * attributes (this file gets no -m flags) and picked from dist_best()'s
- * choice, so DVECDB_SIMD caps them too. */
-#if defined(__x86_64__)
-__attribute__((target("avx512f,avx512dq,avx2,fma"))) static float l2b_avx512(const float *a, const float *b,
-                                                                             size_t n, float bound)
-{
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-    __m512 s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
-    size_t i = 0;
-    while (i + 64 <= n) {
-        __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
-        __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16));
-        __m512 d2 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32));
-        __m512 d3 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48));
-        s0 = _mm512_fmadd_ps(d0, d0, s0);
-        s1 = _mm512_fmadd_ps(d1, d1, s1);
-        s2 = _mm512_fmadd_ps(d2, d2, s2);
-        s3 = _mm512_fmadd_ps(d3, d3, s3);
-        i += 64;
-        if ((i & 255) == 0 && i + 64 <= n) {
-            float part = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-            if (part > bound)
-                return part;
-        }
-    }
-    for (; i + 16 <= n; i += 16) {
-        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
-        s1 = _mm512_fmadd_ps(d, d, s1);
-    }
-    if (i < n) {
-        __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
-        __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i));
-        s2 = _mm512_fmadd_ps(d, d, s2);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-}
-
-__attribute__((target("avx2,fma"))) static float hsum256(__m256 v)
-{
-    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-    x = _mm_add_ss(x, _mm_movehdup_ps(x));
-    return _mm_cvtss_f32(x);
-}
-
-__attribute__((target("avx2,fma"))) static float l2b_avx2(const float *a, const float *b, size_t n, float bound)
-{
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-    size_t i = 0;
-    while (i + 32 <= n) {
-        __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
-        __m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8));
-        __m256 d2 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16));
-        __m256 d3 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24));
-        s0 = _mm256_fmadd_ps(d0, d0, s0);
-        s1 = _mm256_fmadd_ps(d1, d1, s1);
-        s2 = _mm256_fmadd_ps(d2, d2, s2);
-        s3 = _mm256_fmadd_ps(d3, d3, s3);
-        i += 32;
-        if ((i & 255) == 0 && i + 32 <= n) {
-            float part = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-            if (part > bound)
-                return part;
-        }
-    }
-    for (; i + 8 <= n; i += 8) {
-        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
-        s1 = _mm256_fmadd_ps(d, d, s1);
-    }
-    float tail = 0;
-    for (; i < n; i++) {
-        float d = a[i] - b[i];
-        tail += d * d;
-    }
-    return hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3))) + tail;
-}
-#endif
-
+/* The bounded l2sq kernel: the search discards a neighbour as soon as its
+ * distance reaches the current ef-th best, so the kernel checks its partial
+ * sum every 256 floats and stops once past the bound. dist_*.c owns the
+ * SIMD variants (tested against scalar there); the scalar variant is not
+ * used here because its double accumulation is slower than the plain kernel. */
 hnsw_bdist_fn hnsw_pick_l2b(void)
 {
-#if defined(__x86_64__)
-    const char *name = dist_best()->name;
-    if (strcmp(name, "avx512") == 0)
-        return l2b_avx512;
-    if (strcmp(name, "avx2") == 0)
-        return l2b_avx2;
-#endif
-    return NULL;
+    const dist_kernels *k = dist_best();
+    return strcmp(k->name, "scalar") == 0 ? NULL : k->l2sq_bounded;
 }
 
 void hnsw_query_init(const hnsw *h, const float *q, int stored, hnsw_query *out)
