@@ -279,6 +279,10 @@ def main():
         lines += summary(ds, data[ds], meta)
     lines += kernels(os.path.join(results_dir, "kernels.json"))
     lines += engine(results_dir)
+    # Sections written by bench/section_*.sh, in name order.
+    for sec in sorted(glob.glob(os.path.join(results_dir, "section-*.md"))):
+        with open(sec) as f:
+            lines += ["", f.read().rstrip(), ""]
     plot(data, plot_png)
 
     if "--doc" in sys.argv:

@@ -32,7 +32,7 @@ fi
 BIN=bench/out/bin
 RES=$OUT/results
 mkdir -p "$BIN" "$RES"
-rm -f "$RES"/*.json
+rm -f "$RES"/*.json "$RES"/section-*.md
 t_start=$(date +%s)
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -176,6 +176,15 @@ done
 engine_benches
 server_bench
 
+# 3. Section benchmarks, each its own script (bench/section_*.sh OUT RES SMOKE):
+#    each writes its raw results and a Markdown fragment $RES/section-<name>.md
+#    that report.py appends to docs/benchmarks.md. A failing section fails the run.
+for sec in bench/section_*.sh; do
+    [ -e "$sec" ] || continue
+    echo "== section: $sec" >&2
+    sh "$sec" "$OUT" "$RES" "$SMOKE"
+done
+
 # 5. tables and plot
 if [ "$SMOKE" = 1 ]; then
     $PY bench/report.py "$RES" "$OUT/results.md" "$OUT/recall-qps.png" --check
@@ -189,6 +198,7 @@ fi
 mkdir -p bench/results
 rm -f bench/results/*.json bench/results/*.jsonl
 cp "$RES"/*.json "$RES"/*.jsonl bench/results/
+cp "$RES"/section-*.md bench/results/ 2>/dev/null || true
 if command -v perf >/dev/null 2>&1; then
     for drv in dvecdb hnswlib; do
         # whole run (build + search), then the search phase alone: the driver
