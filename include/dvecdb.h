@@ -200,7 +200,7 @@ typedef struct dv_coll_config {
 typedef struct dv_coll_info {
     dv_coll_config config;   /* with defaults filled in */
     uint64_t n_vectors;      /* live vectors */
-    uint64_t n_deleted;      /* tombstoned slots not yet compacted */
+    uint64_t n_deleted;      /* tombstoned slots waiting for reuse by later upserts */
     uint64_t disk_bytes;
     uint64_t mem_bytes;
     uint64_t wal_bytes;
@@ -290,7 +290,9 @@ typedef struct dv_result {
  * Free the result with dv_result_free(). */
 dv_code dv_coll_search(dv_coll *coll, const float *q, const dv_search_params *p, dv_result **out, dv_err *err);
 
-/* Page through points in a stable internal order; hits carry distance 0.
+/* Page through points in a stable internal order (slot order: stable while
+ * nothing is written; a point written later may take a freed slot and so
+ * appear before older ones); hits carry distance 0.
  * A dv_result and all its hits' ids, metadata and vectors are one
  * allocation freed by dv_result_free(); never free the fields. */
 dv_code dv_coll_scroll(dv_coll *coll, uint64_t offset, uint32_t limit, int include_vectors, dv_result **out, dv_err *err);

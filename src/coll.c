@@ -281,6 +281,10 @@ static dv_code slots_reserve(dv_coll *c, uint64_t extra, dv_err *err)
             cap *= 2;
         if (cap >= UINT32_MAX)
             cap = UINT32_MAX - 1;
+        uint32_t *nf = realloc(c->free_slots, cap * sizeof *nf);
+        if (!nf)
+            return dv_errorf(err, DV_ENOMEM, "coll: out of memory for %" PRIu64 " slots", cap);
+        c->free_slots = nf;
         coll_slot *ns = realloc(c->slots, cap * sizeof *ns);
         if (!ns)
             return dv_errorf(err, DV_ENOMEM, "coll: out of memory for %" PRIu64 " slots", cap);
@@ -324,8 +328,38 @@ static void slot_tombstone(dv_coll *c, uint32_t s, int defer_index)
     sl->state = SLOT_DELETED;
     c->n_live--;
     c->n_deleted++;
-    if (!defer_index && sl->linked)
+    if (!defer_index && sl->linked) {
         hnsw_mark_deleted(c->h, s);
+        /* free_slots has slot_cap entries: it always has room. */
+        c->free_slots[c->n_free++] = s;
+    }
+}
+
+/* A tombstoned slot for a new point, or UINT32_MAX (rw held exclusively).
+ * Newest tombstone first (its memory is the warmest); never the hnsw's
+ * entry point, which must keep its links while it routes searches. */
+static uint32_t slot_take_free(dv_coll *c)
+{
+    if (c->n_free == 0)
+        return UINT32_MAX;
+    uint32_t i = c->n_free - 1, entry = hnsw_entry(c->h);
+    if (c->free_slots[i] == entry) {
+        if (i == 0)
+            return UINT32_MAX;
+        c->free_slots[i] = c->free_slots[i - 1];
+        c->free_slots[i - 1] = entry;
+    }
+    c->n_free--;
+    return c->free_slots[i];
+}
+
+/* The free list from the slots' states (after recovery linked them). */
+static void free_list_rebuild(dv_coll *c)
+{
+    c->n_free = 0;
+    for (uint32_t s = 0; s < c->n_slots; s++)
+        if (c->slots[s].state == SLOT_DELETED && !hnsw_has(c->h, s))
+            c->free_slots[c->n_free++] = s;
 }
 
 /* ---- prepared batches -------------------------------------------------- */
@@ -513,7 +547,17 @@ static void batch_apply(dv_coll *c, batch *b, uint32_t *new_slots, int defer_ind
         uint32_t old = map_get(c, p->id, p->id_len);
         if (old != UINT32_MAX)
             slot_tombstone(c, old, defer_index);
-        uint32_t s = c->n_slots++;
+        uint32_t s = defer_index ? UINT32_MAX : slot_take_free(c);
+        if (s != UINT32_MAX && hnsw_reuse(c->h, s, p->v, NULL) == DV_OK) {
+            c->n_deleted--;
+        } else {
+            /* XXX: a refused reuse cannot happen (free slots are marked
+             * deleted and never the entry point); if it did, the slot is
+             * left out of the free list and a new one taken (reserved). */
+            s = c->n_slots++;
+            /* Cannot fail: s < capacity (slots_reserve). */
+            hnsw_set_vector(c->h, s, p->v, NULL);
+        }
         coll_slot *sl = &c->slots[s];
         memset(sl, 0, sizeof *sl);
         sl->id = p->id;
@@ -527,8 +571,6 @@ static void batch_apply(dv_coll *c, batch *b, uint32_t *new_slots, int defer_ind
         p->id = NULL;
         p->meta = NULL;
         p->pl = NULL;
-        /* Cannot fail: s < capacity (slots_reserve). */
-        hnsw_set_vector(c->h, s, p->v, NULL);
         map_put(c, sl->id, p->id_len, s);
         c->n_live++;
         if (new_slots)
@@ -1321,6 +1363,7 @@ static void coll_free(dv_coll *c)
         free(sl->meta);
     }
     free(c->slots);
+    free(c->free_slots);
     free(c->map);
     if (c->h)
         hnsw_destroy(c->h);
@@ -1666,6 +1709,7 @@ static dv_code link_unlinked(dv_coll *c, dv_err *err)
         for (uint32_t s = 0; s < c->n_slots; s++)
             if (c->slots[s].state == SLOT_DELETED && hnsw_has(c->h, s))
                 hnsw_mark_deleted(c->h, s);
+        free_list_rebuild(c);
     }
     free(todo);
     return rc;

@@ -2,12 +2,17 @@
  * db.c (the catalog). Not a contract for other modules: they use db_int.h.
  *
  * A collection in memory:
- *   slots      0..n_slots-1, append-only; a slot holds one version of one
- *              point (id, metadata text + parsed payload, a vector in the
- *              hnsw). An upsert of an existing id tombstones the old slot
- *              and takes a new one; a delete tombstones. Tombstoned slots
- *              keep their vector (the graph may route through them) until a
- *              compaction renumbers the collection.
+ *   slots      0..n_slots-1; a slot holds one version of one point (id,
+ *              metadata text + parsed payload, a vector in the hnsw). An
+ *              upsert of an existing id tombstones the old slot and takes
+ *              another; a delete tombstones. A tombstoned slot keeps its
+ *              vector and links (the graph may route through it) until a
+ *              later upsert takes it from the free list (hnsw_reuse), so
+ *              n_slots stays near the peak live count however many upserts
+ *              and deletes a collection sees. The hnsw entry point is never
+ *              taken. During WAL replay tombstones are not reused (the index
+ *              learns of them only after the parallel build); the free list
+ *              is rebuilt from the slots when recovery has linked them.
  *   id map     open addressing (XXH3 of the id), value = slot + 1.
  *   hnsw       owns the vectors (normalized for Cosine, built with DOT).
  *
@@ -64,6 +69,8 @@ struct dv_coll {
 
     coll_slot *slots;
     uint32_t n_slots, slot_cap;
+    uint32_t *free_slots;   /* tombstoned slots ready for reuse; slot_cap long */
+    uint32_t n_free;
     uint32_t *map;          /* slot + 1; 0 empty; MAP_TOMB removed */
     uint32_t map_cap, map_used;
     uint64_t n_live, n_deleted;

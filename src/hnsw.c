@@ -2,8 +2,9 @@
  * level draw, the pool of per-search scratch contexts and memory accounting.
  *
  * Owns the layout described in hnsw_int.h. Invariants: cap only grows;
- * a slot's vector is written only while the slot is not linked (so readers
- * never see a vector change under them); a linked slot has levels[s] and
+ * a slot's vector is written only while the slot is not linked and no
+ * search runs (set_vector: nothing links to it yet; reuse: exclusive
+ * access), so readers never see a vector change under them; a linked slot has levels[s] and
  * upper[s] (when levels[s] > 0) set before any other node links to it.
  * Level draw: level = floor(-ln(u) * mL), mL = 1 / ln(M), u from a
  * splitmix64 stream seeded with (seed, slot), capped at max_layer: the
@@ -203,15 +204,9 @@ dv_code hnsw_reserve(hnsw *h, size_t capacity, dv_err *err)
 
 size_t hnsw_capacity(const hnsw *h) { return h->cap; }
 
-dv_code hnsw_set_vector(hnsw *h, uint32_t slot, const float *v, dv_err *err)
+/* Norm check of a vector entering the index (see hnsw_int.h HNSW_D_UNIT). */
+static void note_norm(hnsw *h, const float *v)
 {
-    if (slot >= h->cap)
-        return dv_errorf(err, DV_EINVAL, "hnsw: set_vector: slot %u beyond capacity %zu", slot, h->cap);
-    uint8_t f = hnsw_flags(h, slot);
-    if (f & (HNSW_F_LINKED | HNSW_F_DELETED))
-        return dv_errorf(err, DV_EEXIST, "hnsw: set_vector: slot %u is %s", slot,
-                         (f & HNSW_F_DELETED) ? "tombstoned (use a new slot)" : "already linked");
-    memcpy((float *)hnsw_vec(h, slot), v, (size_t)h->dim * sizeof(float));
     if (h->metric == DV_METRIC_COSINE || h->metric == DV_METRIC_DOT) {
         /* HNSW_D_UNIT is exact only over unit vectors; one exception turns
          * it off for good. 1e-4 admits float rounding of normalized input. */
@@ -221,8 +216,51 @@ dv_code hnsw_set_vector(hnsw *h, uint32_t slot, const float *v, dv_err *err)
         if (n2 < 1.0 - 1e-4 || n2 > 1.0 + 1e-4)
             __atomic_store_n(&h->unit, 0, __ATOMIC_RELAXED);
     }
+}
+
+dv_code hnsw_set_vector(hnsw *h, uint32_t slot, const float *v, dv_err *err)
+{
+    if (slot >= h->cap)
+        return dv_errorf(err, DV_EINVAL, "hnsw: set_vector: slot %u beyond capacity %zu", slot, h->cap);
+    uint8_t f = hnsw_flags(h, slot);
+    if (f & (HNSW_F_LINKED | HNSW_F_DELETED))
+        return dv_errorf(err, DV_EEXIST, "hnsw: set_vector: slot %u is %s", slot,
+                         (f & HNSW_F_DELETED) ? "tombstoned (use a new slot)" : "already linked");
+    memcpy((float *)hnsw_vec(h, slot), v, (size_t)h->dim * sizeof(float));
+    note_norm(h, v);
     __atomic_or_fetch(&h->flags[slot], HNSW_F_STORED, __ATOMIC_RELEASE);
     return DV_OK;
+}
+
+/* A tombstone that was linked keeps its level, upper lists and layer-0
+ * list: readers that reach it through stale in-links after the caller
+ * releases exclusive access still find valid links (hnsw_link replaces
+ * them layer by layer). Never freeing upper[s] here is what makes that
+ * safe. A slot never linked (or dropped by decode) starts afresh. */
+dv_code hnsw_reuse(hnsw *h, uint32_t slot, const float *v, dv_err *err)
+{
+    if (slot >= h->cap)
+        return dv_errorf(err, DV_EINVAL, "hnsw: reuse: slot %u beyond capacity %zu", slot, h->cap);
+    uint8_t f = hnsw_flags(h, slot);
+    if ((f & HNSW_F_STORED) && !(f & HNSW_F_DELETED))
+        return dv_errorf(err, DV_EEXIST, "hnsw: reuse: slot %u is live", slot);
+    uint64_t top = __atomic_load_n(&h->top, __ATOMIC_ACQUIRE);
+    if (top != 0 && hnsw_top_entry(top) == slot)
+        return dv_errorf(err, DV_EBUSY, "hnsw: reuse: slot %u is the entry point", slot);
+    memcpy((float *)hnsw_vec(h, slot), v, (size_t)h->dim * sizeof(float));
+    note_norm(h, v);
+    uint8_t nf = HNSW_F_STORED;
+    /* Linked once, or reused again before its relink: old lists in place. */
+    if ((f & (HNSW_F_STORED | HNSW_F_LINKED)) == (HNSW_F_STORED | HNSW_F_LINKED) || (f & HNSW_F_REUSED))
+        nf |= HNSW_F_REUSED;
+    __atomic_store_n(&h->flags[slot], nf, __ATOMIC_RELEASE);
+    return DV_OK;
+}
+
+uint32_t hnsw_entry(const hnsw *h)
+{
+    uint64_t top = __atomic_load_n(&h->top, __ATOMIC_ACQUIRE);
+    return top ? hnsw_top_entry(top) : UINT32_MAX;
 }
 
 const float *hnsw_vector(const hnsw *h, uint32_t slot)

@@ -17,10 +17,11 @@
  * hnsw_set_vector on one slot must not race with anything touching that slot.
  *
  * Slots: a slot moves empty -> stored (set_vector) -> linked (link) and may be
- * tombstoned (mark_deleted) at any point. A tombstoned slot is never reused:
- * set_vector/link on it return DV_EEXIST (upserts take a fresh slot), because
- * other nodes may still route through it. Linking an already linked slot is
- * DV_EEXIST; a slot >= capacity is DV_EINVAL.
+ * tombstoned (mark_deleted) at any point. A tombstoned slot takes a new
+ * vector only through hnsw_reuse (set_vector/link on it return DV_EEXIST):
+ * other nodes may still link to it, so it keeps its level and link lists
+ * (a valid path for readers) until hnsw_link gives it new ones. Linking an
+ * already linked slot is DV_EEXIST; a slot >= capacity is DV_EINVAL.
  */
 #ifndef DV_HNSW_H
 #define DV_HNSW_H
@@ -64,11 +65,25 @@ size_t hnsw_mem_bytes(const hnsw *h);
  * (documented mechanism in hnsw_delete.c). */
 void hnsw_mark_deleted(hnsw *h, uint32_t slot);
 
+/* Give a tombstoned (or never stored) slot a new vector; link it next with
+ * hnsw_link/hnsw_build, which replaces its link lists. Until then searches
+ * may still pass through it (its old lists are valid links) and may return
+ * it with its new vector. The slot keeps its level. Exclusive access: no
+ * search, link or delete may run during the call. DV_EEXIST if the slot
+ * is live, DV_EBUSY if it is the entry point, DV_EINVAL beyond capacity.
+ * This is how a collection reuses the slots of deleted and replaced points
+ * (bounded memory under upsert churn, as hnswlib's replace_deleted). */
+dv_code hnsw_reuse(hnsw *h, uint32_t slot, const float *v, dv_err *err);
+/* The entry point slot, or UINT32_MAX when the graph is empty. */
+uint32_t hnsw_entry(const hnsw *h);
+
 /* filter: return nonzero to accept a slot as a result (NULL = all); it may be
  * called from the searching thread only, at most once per visited slot.
  * ef is raised to k if smaller. Rejected and deleted slots are still
  * traversed; the search ends when it holds ef accepted results and no
  * candidate is nearer than the worst of them, or when the candidates run out.
+ * A slot given a new vector by hnsw_reuse may be returned before its link
+ * completes (its vector is whole; only its lists are in flux).
  * Returns the number of results (<= k), nearest first, internal distances;
  * out_dists may be NULL. Out of memory for scratch space returns 0. */
 typedef int (*hnsw_filter_fn)(void *ctx, uint32_t slot);

@@ -101,9 +101,13 @@ dv_code hnsw_link(hnsw *h, uint32_t slot, dv_err *err)
     if (f & HNSW_F_LINKED)
         return dv_errorf(err, DV_EEXIST, "hnsw: link: slot %u already linked", slot);
 
-    int level = hnsw_draw_level(h, slot);
+    /* A reused slot keeps its level and upper lists (readers may be in
+     * them; see hnsw_reuse); its lists are emptied layer by layer below,
+     * just before they are refilled. */
+    int reused = (f & HNSW_F_REUSED) != 0;
+    int level = reused ? h->levels[slot] : hnsw_draw_level(h, slot);
     uint32_t *up = NULL;
-    if (level > 0) {
+    if (level > 0 && !reused) {
         size_t bytes = (size_t)level * (1 + h->m) * sizeof(uint32_t);
         up = calloc(1, bytes);
         if (!up)
@@ -115,11 +119,13 @@ dv_code hnsw_link(hnsw *h, uint32_t slot, dv_err *err)
         free(up);
         return dv_errorf(err, DV_ENOMEM, "hnsw: link: search context");
     }
-    free(h->upper[slot]);
-    h->upper[slot] = up;
-    h->levels[slot] = (uint8_t)level;
-    uint32_t *l0 = hnsw_links(h, slot, 0);
-    l0[0] = 0;
+    if (!reused) {
+        free(h->upper[slot]);
+        h->upper[slot] = up;
+        h->levels[slot] = (uint8_t)level;
+        uint32_t *l0 = hnsw_links(h, slot, 0);
+        l0[0] = 0;
+    }
 
     int global = 0;
     uint64_t top = __atomic_load_n(&h->top, __ATOMIC_ACQUIRE);
@@ -128,6 +134,7 @@ dv_code hnsw_link(hnsw *h, uint32_t slot, dv_err *err)
         global = 1;
         top = __atomic_load_n(&h->top, __ATOMIC_ACQUIRE);
         if (top == 0) {
+            /* An empty graph holds no tombstone, so slot is not reused. */
             __atomic_or_fetch(&h->flags[slot], HNSW_F_LINKED, __ATOMIC_RELEASE);
             __atomic_add_fetch(&h->n_live, 1, __ATOMIC_RELAXED);
             __atomic_store_n(&h->top, hnsw_top_pack(slot, level), __ATOMIC_RELEASE);
@@ -153,6 +160,13 @@ dv_code hnsw_link(hnsw *h, uint32_t slot, dv_err *err)
         size_t n = hnsw_search_layer(h, c, &q, cur, curd, h->efc, (unsigned)lc, NULL, NULL, slot, &nearest);
         hnsw_res_sorted(c, n);
         size_t k = hnsw_select(h, c->work, n, h->m, c->sel);
+        if (reused) {
+            /* Drop the old vector's links on this layer (the count only:
+             * readers still holding it see valid slots). */
+            hnsw_lock(h, slot);
+            __atomic_store_n(&hnsw_links(h, slot, (unsigned)lc)[0], 0, __ATOMIC_RELEASE);
+            hnsw_unlock(h, slot);
+        }
         /* Our own list first (others may already be adding to it), then
          * the reverse links. */
         for (size_t j = 0; j < k; j++)
@@ -161,6 +175,11 @@ dv_code hnsw_link(hnsw *h, uint32_t slot, dv_err *err)
             connect(h, c, c->sel[j].id, slot, c->sel[j].d, (unsigned)lc);
         cur = nearest.id;
         curd = nearest.d;
+    }
+    if (reused) {
+        /* Every layer of it was relinked: its level was <= the top level
+         * when it was first linked, and the top level never falls. */
+        __atomic_and_fetch(&h->flags[slot], (uint8_t)~HNSW_F_REUSED, __ATOMIC_RELEASE);
     }
     __atomic_or_fetch(&h->flags[slot], HNSW_F_LINKED, __ATOMIC_RELEASE);
     __atomic_add_fetch(&h->n_live, 1, __ATOMIC_RELAXED);

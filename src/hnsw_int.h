@@ -35,7 +35,9 @@
 
 #define HNSW_NONE UINT32_MAX
 
-enum { HNSW_F_STORED = 1, HNSW_F_LINKED = 2, HNSW_F_DELETED = 4 };
+/* REUSED: hnsw_reuse gave the slot a new vector; its level and (old) link
+ * lists stay until hnsw_link rebuilds them. */
+enum { HNSW_F_STORED = 1, HNSW_F_LINKED = 2, HNSW_F_DELETED = 4, HNSW_F_REUSED = 8 };
 
 typedef struct hnsw_cand {
     float d;

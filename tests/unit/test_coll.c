@@ -3,6 +3,7 @@
  * filters with recall at 50/10/1/0.1% selectivity, concurrent searches
  * beside a writer, and the outside-the-catalog hooks of db_int.h. */
 #include <ftw.h>
+#include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -289,6 +290,181 @@ TEST(scroll_pages_through_live_points_in_stable_order)
             break;
     }
     CHECK(total == 48 && !seen[3] && !seen[4]);
+    fx_close(&f);
+}
+
+/* The soak's pattern: a fixed id space rewritten many times over. Slots of
+ * replaced and deleted points are reused, so slots, memory and disk stay
+ * near the live count instead of growing with every write; the state and
+ * search quality stay exact, also after a checkpoint and a reopen. */
+#define CH_IDS (SMALL ? 600 : 2000)
+#define CH_DIM 32
+#define CH_ROUNDS 30
+
+static void ch_vec(float *v, uint64_t seed)
+{
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (int j = 0; j < CH_DIM; j++) {
+        x ^= x >> 33;
+        x *= 0xFF51AFD7ED558CCDull;
+        x ^= x >> 29;
+        v[j] = (float)((x >> 40) & 0xFFFF) / 65536.0f;
+    }
+}
+
+/* Every id holds exactly its latest vector, deleted ids are absent, and a
+ * search for each of 100 live vectors finds it first. */
+static int ch_check(dv_coll *c, const uint64_t *ver, const uint8_t *live)
+{
+    int bad = 0;
+    uint64_t n_live = 0;
+    char id[16];
+    float v[CH_DIM];
+    for (int i = 0; i < CH_IDS; i++) {
+        snprintf(id, sizeof id, "id%d", i);
+        dv_record *r = NULL;
+        dv_code rc = dv_coll_get(c, id, &r, NULL);
+        if (!live[i]) {
+            bad |= rc != DV_ENOTFOUND;
+            continue;
+        }
+        n_live++;
+        ch_vec(v, ver[i]);
+        if (rc != DV_OK || memcmp(r->vector, v, sizeof v) != 0)
+            bad = 1;
+        dv_record_free(r);
+    }
+    bad |= count_of(c) != n_live;
+    int found = 0, tried = 0;
+    for (int i = 0; i < CH_IDS && tried < 100; i += 7) {
+        if (!live[i])
+            continue;
+        tried++;
+        ch_vec(v, ver[i]);
+        dv_search_params sp = {.k = 10, .ef = 64};
+        dv_result *r = NULL;
+        if (dv_coll_search(c, v, &sp, &r, NULL) != DV_OK)
+            return 1;
+        snprintf(id, sizeof id, "id%d", i);
+        found += r->n > 0 && strcmp(r->hits[0].id, id) == 0;
+        dv_result_free(r);
+    }
+    if (found < tried * 98 / 100) {
+        fprintf(stderr, "  self-search found %d of %d\n", found, tried);
+        bad = 1;
+    }
+    return bad;
+}
+
+TEST(rewriting_a_fixed_id_space_30_times_reuses_slots_and_keeps_memory_and_disk_flat)
+{
+    fixture f = {0};
+    CHECK(fx_open(&f, "churn", CH_DIM, DV_METRIC_EUCLIDEAN) == 0);
+    dv_err e;
+    uint64_t *ver = calloc(CH_IDS, sizeof *ver);
+    uint8_t *live = calloc(CH_IDS, 1);
+    char (*ids)[16] = calloc(CH_IDS, 16);
+    float *vs = malloc((size_t)CH_IDS * CH_DIM * sizeof *vs);
+    dv_point *pts = calloc(CH_IDS, sizeof *pts);
+    uint64_t next_ver = 1;
+    for (int i = 0; i < CH_IDS; i++) {
+        snprintf(ids[i], 16, "id%d", i);
+        ver[i] = next_ver++;
+        live[i] = 1;
+        ch_vec(vs + (size_t)i * CH_DIM, ver[i]);
+        pts[i] = (dv_point){ids[i], vs + (size_t)i * CH_DIM, NULL, 0};
+    }
+    CHECK_OK(dv_coll_upsert(f.c, pts, CH_IDS, &e));
+    CHECK_OK(dv_coll_checkpoint(f.c, &e));
+    dv_coll_info base;
+    CHECK_OK(dv_coll_info_get(f.c, &base, &e));
+    rng_state = 11;
+    size_t batch = CH_IDS / 4;
+    uint64_t max_slots = 0;
+    dv_coll_info warm;
+    memset(&warm, 0, sizeof warm);
+    for (int round = 0; round < CH_ROUNDS; round++) {
+        /* a quarter of the ids rewritten (deleted ones come back)... */
+        size_t n = 0;
+        for (size_t k = 0; k < batch; k++) {
+            int i = (int)((uint64_t)((frand() + 1.0f) * 0.5f * CH_IDS) % CH_IDS);
+            int dup = 0;
+            for (size_t j = 0; j < n && !dup; j++)
+                dup = pts[j].id == ids[i];
+            if (dup)
+                continue;
+            ver[i] = next_ver++;
+            live[i] = 1;
+            ch_vec(vs + n * CH_DIM, ver[i]);
+            pts[n] = (dv_point){ids[i], vs + n * CH_DIM, NULL, 0};
+            n++;
+        }
+        CHECK_OK(dv_coll_upsert(f.c, pts, n, &e));
+        /* ...and a twentieth deleted */
+        const char *del[CH_IDS / 20];
+        for (int k = 0; k < CH_IDS / 20; k++) {
+            int i = (int)((uint64_t)((frand() + 1.0f) * 0.5f * CH_IDS) % CH_IDS);
+            del[k] = ids[i];
+            live[i] = 0;
+        }
+        CHECK_OK(dv_coll_delete(f.c, del, CH_IDS / 20, NULL, &e));
+        if (round % 10 == 9)
+            CHECK_OK(dv_coll_checkpoint(f.c, &e));
+        dv_coll_info in;
+        CHECK_OK(dv_coll_info_get(f.c, &in, &e));
+        if (round == 9)
+            warm = in; /* capacity has grown for the batch size by now */
+        if (in.n_vectors + in.n_deleted > max_slots)
+            max_slots = in.n_vectors + in.n_deleted;
+    }
+    CHECK(ch_check(f.c, ver, live) == 0);
+    CHECK_OK(dv_coll_checkpoint(f.c, &e));
+    dv_coll_info in;
+    CHECK_OK(dv_coll_info_get(f.c, &in, &e));
+    fprintf(stderr, "  %d rounds over %d ids: peak slots %" PRIu64 ", memory %" PRIu64 " (round 10) -> %" PRIu64
+            " bytes, disk %" PRIu64 " (first checkpoint) -> %" PRIu64 " bytes\n", CH_ROUNDS, CH_IDS, max_slots,
+            warm.mem_bytes, in.mem_bytes, base.disk_bytes, in.disk_bytes);
+    /* Without reuse: CH_IDS + 30 x (a quarter + a twentieth) slots. */
+    CHECKF(max_slots <= (uint64_t)CH_IDS + batch + 1, "peak slots %" PRIu64, max_slots);
+    CHECKF(in.mem_bytes <= warm.mem_bytes * 105 / 100, "memory %" PRIu64 " vs %" PRIu64, in.mem_bytes,
+           warm.mem_bytes);
+    CHECKF(in.disk_bytes <= base.disk_bytes * 13 / 10 + 65536, "disk %" PRIu64 " vs %" PRIu64, in.disk_bytes,
+           base.disk_bytes);
+    /* The same state after a reopen (snapshot + tombstones + free list). */
+    dv_coll_close(f.c);
+    f.c = NULL;
+    CHECK_OK(dv_db_close(f.db, &e));
+    f.db = NULL;
+    dv_db_options o;
+    dv_db_options_init(&o);
+    o.fsync = DV_FSYNC_NEVER;
+    CHECK_OK(dv_db_open(f.dir, &o, &f.db, &e));
+    CHECK_OK(dv_coll_open(f.db, "churn", &f.c, &e));
+    CHECK(ch_check(f.c, ver, live) == 0);
+    /* and writes after the reopen reuse the tombstones left before it */
+    dv_coll_info before;
+    CHECK_OK(dv_coll_info_get(f.c, &before, &e));
+    size_t n = 0;
+    for (int i = 0; i < CH_IDS && n < before.n_deleted; i++) {
+        if (live[i])
+            continue;
+        ver[i] = next_ver++;
+        live[i] = 1;
+        ch_vec(vs + n * CH_DIM, ver[i]);
+        pts[n] = (dv_point){ids[i], vs + n * CH_DIM, NULL, 0};
+        n++;
+    }
+    CHECK_OK(dv_coll_upsert(f.c, pts, n, &e));
+    dv_coll_info after;
+    CHECK_OK(dv_coll_info_get(f.c, &after, &e));
+    CHECKF(after.n_vectors + after.n_deleted == before.n_vectors + before.n_deleted, "slots %" PRIu64 " -> %" PRIu64,
+           before.n_vectors + before.n_deleted, after.n_vectors + after.n_deleted);
+    CHECK(ch_check(f.c, ver, live) == 0);
+    free(pts);
+    free(vs);
+    free(ids);
+    free(live);
+    free(ver);
     fx_close(&f);
 }
 

@@ -344,7 +344,7 @@ TEST(recall_holds_after_deleting_30_percent_and_deleted_never_returned)
     CHECK(c != NULL && hnsw_count(c) == N_BASE - nd);
     for (uint32_t s = 0; s < N_BASE; s++)
         CHECK(hnsw_has(c, s) == !del[s]);
-    /* A tombstoned slot is not reused. */
+    /* A tombstoned slot takes a new vector only through hnsw_reuse. */
     uint32_t ds = 0;
     while (!del[ds])
         ds++;
@@ -886,6 +886,219 @@ TEST(reserve_grows_capacity_and_keeps_the_graph)
     }
     hnsw_destroy(h);
     free(base);
+}
+
+/* ---- slot reuse ------------------------------------------------------ */
+
+/* Replace `n_rounds` times a tenth of the n points: delete them, then give
+ * their slots new vectors from pool (cur[] tracks the vector of each slot). */
+typedef struct churn {
+    hnsw *h;
+    float *cur;       /* n * DIM: the vector each slot holds now */
+    const float *pool;
+    size_t n, pool_n, next;
+    unsigned threads;
+} churn;
+
+static int churn_round(churn *ch, uint8_t *mark)
+{
+    size_t nd = ch->n / 10;
+    uint32_t *slots = malloc(nd * sizeof *slots);
+    memset(mark, 0, ch->n);
+    size_t k = 0;
+    uint32_t entry = hnsw_entry(ch->h);
+    while (k < nd) {
+        uint32_t s = (uint32_t)(rnd() % ch->n);
+        if (mark[s])
+            continue;
+        mark[s] = 1;
+        hnsw_mark_deleted(ch->h, s);
+        if (s != entry) /* the entry point is never reused */
+            slots[k++] = s;
+        else
+            nd--;
+    }
+    int bad = 0;
+    for (size_t i = 0; i < k; i++) {
+        const float *v = ch->pool + (ch->next++ % ch->pool_n) * DIM;
+        if (hnsw_reuse(ch->h, slots[i], v, NULL) != DV_OK)
+            bad = 1;
+        memcpy(ch->cur + (size_t)slots[i] * DIM, v, DIM * sizeof(float));
+        mark[slots[i]] = 0;
+    }
+    if (hnsw_build(ch->h, slots, k, ch->threads, NULL) != DV_OK)
+        bad = 1;
+    free(slots);
+    return bad;
+}
+
+TEST(reused_slots_keep_recall_after_replacing_every_point_twice)
+{
+    setup();
+    size_t n = N_BASE / 2;
+    hnsw *h = build_index(g_base, n, DIM, DV_METRIC_EUCLIDEAN, 2, 9, 0, 0);
+    CHECK(h != NULL);
+    size_t cap = hnsw_capacity(h);
+    float *cur = malloc(n * DIM * sizeof *cur);
+    memcpy(cur, g_base, n * DIM * sizeof *cur);
+    /* New vectors: the other half of the data set, so every round moves
+     * points across the clusters. */
+    churn ch = {.h = h, .cur = cur, .pool = g_base + n * DIM, .n = n, .pool_n = N_BASE - n, .threads = 2};
+    uint8_t *mark = calloc(n, 1);
+    rng_state = 99;
+    int bad = 0;
+    for (int round = 0; round < 20; round++)
+        bad |= churn_round(&ch, mark);
+    CHECK(!bad);
+    CHECK(hnsw_capacity(h) == cap);
+    /* Every deleted slot of the last round that could not be reused (the
+     * entry point) is still a tombstone; all others are live. */
+    size_t live = 0;
+    for (uint32_t s = 0; s < n; s++)
+        live += hnsw_has(h, s) != 0;
+    CHECK(hnsw_count(h) == live);
+    CHECKF(live >= n - 1, "%zu live of %zu", live, n);
+    double r = measure_recall(h, cur, n, g_q, N_QUERY, DV_HNSW_EF_SEARCH_DEFAULT, not_deleted, mark);
+    fprintf(stderr, "  recall@10 after 20 rounds replacing 10%% of %zu points in reused slots: %.4f\n", n, r);
+    CHECKF(r >= 0.95, "recall %.4f", r);
+    /* The graph survives an encode/decode round trip with the new vectors. */
+    hnsw_params p = {.dim = DIM, .metric = DV_METRIC_EUCLIDEAN, .seed = 9};
+    hnsw *c = NULL;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    CHECK_OK(hnsw_create(&p, n, &c, NULL));
+    for (uint32_t s = 0; s < n; s++)
+        hnsw_set_vector(c, s, cur + (size_t)s * DIM, NULL);
+    CHECK_OK(hnsw_encode_graph(h, &buf, &len, NULL));
+    CHECK_OK(hnsw_decode_graph(c, buf, len, NULL));
+    double rc = measure_recall(c, cur, n, g_q, N_QUERY, DV_HNSW_EF_SEARCH_DEFAULT, not_deleted, mark);
+    CHECKF(fabs(rc - r) < 1e-9, "decoded recall %.4f vs %.4f", rc, r);
+    free(buf);
+    hnsw_destroy(c);
+    free(mark);
+    free(cur);
+    hnsw_destroy(h);
+}
+
+TEST(reuse_refuses_live_slots_the_entry_point_and_out_of_range)
+{
+    float *base = make_clustered(300, 16, 31);
+    hnsw_params p = {.dim = 16, .metric = DV_METRIC_EUCLIDEAN, .seed = 3};
+    hnsw *h = NULL;
+    CHECK_OK(hnsw_create(&p, 300, &h, NULL));
+    for (uint32_t s = 0; s < 200; s++)
+        CHECK_OK(hnsw_insert(h, s, base + (size_t)s * 16, NULL));
+    dv_err e = {0};
+    CHECK(hnsw_reuse(h, 5, base, &e) == DV_EEXIST);
+    CHECK(hnsw_reuse(h, 300, base, &e) == DV_EINVAL);
+    uint32_t entry = hnsw_entry(h);
+    CHECK(entry < 200);
+    hnsw_mark_deleted(h, entry);
+    CHECK(hnsw_reuse(h, entry, base, &e) == DV_EBUSY);
+    /* A slot never stored is taken like set_vector would. */
+    CHECK_OK(hnsw_reuse(h, 250, base + 250 * 16, NULL));
+    CHECK_OK(hnsw_link(h, 250, NULL));
+    /* A reused slot is linked again, once. */
+    uint32_t s = entry == 7 ? 8 : 7;
+    hnsw_mark_deleted(h, s);
+    CHECK(hnsw_count(h) == 199);
+    CHECK_OK(hnsw_reuse(h, s, base + 260 * 16, NULL));
+    CHECK(hnsw_has(h, s));
+    CHECK_OK(hnsw_link(h, s, NULL));
+    CHECK(hnsw_link(h, s, &e) == DV_EEXIST);
+    CHECK(hnsw_count(h) == 200);
+    uint32_t got[1];
+    CHECK(hnsw_search(h, base + 260 * 16, 1, 20, NULL, NULL, got, NULL) == 1 && got[0] == s);
+    hnsw_destroy(h);
+    free(base);
+}
+
+typedef struct reusethr {
+    churn *ch;
+    uint8_t *mark;
+    pthread_rwlock_t *rw;
+    int rounds, bad, stop;
+} reusethr;
+
+/* The collection's pattern: delete + reuse under the exclusive lock, link
+ * under the shared one (beside searches). */
+static void *reuser(void *arg)
+{
+    reusethr *r = arg;
+    churn *ch = r->ch;
+    size_t nd = ch->n / 20;
+    uint32_t *slots = malloc(nd * sizeof *slots);
+    for (int round = 0; round < r->rounds; round++) {
+        pthread_rwlock_wrlock(r->rw);
+        uint32_t entry = hnsw_entry(ch->h);
+        size_t k = 0;
+        for (size_t i = 0; i < nd; i++) {
+            uint32_t s = (uint32_t)(rnd() % ch->n);
+            int dup = 0;
+            for (size_t j = 0; j < k && !dup; j++)
+                dup = slots[j] == s;
+            if (s == entry || dup || !hnsw_has(ch->h, s))
+                continue;
+            hnsw_mark_deleted(ch->h, s);
+            const float *v = ch->pool + (ch->next++ % ch->pool_n) * DIM;
+            if (hnsw_reuse(ch->h, s, v, NULL) != DV_OK)
+                r->bad = 1;
+            memcpy(ch->cur + (size_t)s * DIM, v, DIM * sizeof(float));
+            slots[k++] = s;
+        }
+        pthread_rwlock_unlock(r->rw);
+        pthread_rwlock_rdlock(r->rw);
+        if (hnsw_build(ch->h, slots, k, 1, NULL) != DV_OK)
+            r->bad = 1;
+        pthread_rwlock_unlock(r->rw);
+    }
+    free(slots);
+    __atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+TEST(searches_concurrent_with_relinking_reused_slots_return_exact_distances)
+{
+    setup();
+    size_t n = N_BASE / 4;
+    hnsw *h = build_index(g_base, n, DIM, DV_METRIC_EUCLIDEAN, 2, 5, 0, 0);
+    CHECK(h != NULL);
+    float *cur = malloc(n * DIM * sizeof *cur);
+    memcpy(cur, g_base, n * DIM * sizeof *cur);
+    churn ch = {.h = h, .cur = cur, .pool = g_base + n * DIM, .n = n, .pool_n = N_BASE - n, .threads = 1};
+    pthread_rwlock_t rw;
+    pthread_rwlock_init(&rw, NULL);
+    rng_state = 77;
+    reusethr r = {.ch = &ch, .rw = &rw, .rounds = 30};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, reuser, &r) == 0);
+    size_t i = 0;
+    int bad = 0;
+    while (!__atomic_load_n(&r.stop, __ATOMIC_ACQUIRE)) {
+        uint32_t got[K];
+        float d[K];
+        const float *q = g_q + (i++ % N_QUERY) * DIM;
+        pthread_rwlock_rdlock(&rw);
+        size_t ng = hnsw_search(h, q, K, 50, NULL, NULL, got, d);
+        if (ng != K)
+            bad = 1;
+        for (size_t j = 0; j < ng; j++) {
+            if (got[j] >= n || !hnsw_has(h, got[j]))
+                bad = 1;
+            else if (fabsf(d[j] - l2(q, cur + (size_t)got[j] * DIM, DIM)) > 1e-2f * (1 + d[j]))
+                bad = 1;
+        }
+        pthread_rwlock_unlock(&rw);
+    }
+    pthread_join(t, NULL);
+    CHECK(!r.bad);
+    CHECK(!bad);
+    double rec = measure_recall(h, cur, n, g_q, N_QUERY, 50, NULL, NULL);
+    fprintf(stderr, "  %zu searches beside 30 rounds of reuse; recall@10 after: %.4f\n", i, rec);
+    CHECKF(rec >= 0.95, "%.4f", rec);
+    pthread_rwlock_destroy(&rw);
+    free(cur);
+    hnsw_destroy(h);
 }
 
 T_MAIN()
