@@ -368,6 +368,9 @@ typedef struct dv_import_opts {
     int skip_backup;
     dv_progress_fn progress; /* may be NULL; return nonzero to cancel */
     void *progress_ctx;
+    int overwrite;           /* replace a live collection of that name: a pre-import
+                                backup first (unless skip_backup), the old one goes
+                                to the trash; 0: DV_EEXIST if the name is live */
 } dv_import_opts;
 
 typedef struct dv_import_report {
@@ -375,10 +378,15 @@ typedef struct dv_import_report {
     uint64_t imported;
     uint64_t skipped;
     uint64_t bytes_scanned;
+    char backup_id[64];      /* overwrite: the pre-import backup ("" if none) */
+    char replaced_trash_id[DV_NAME_MAX + 32]; /* overwrite: trash id of the old collection ("" if none) */
 } dv_import_report;
 
-/* Import an orphaned collection into a new collection (DV_EEXIST if live).
- * Never modifies the source. DV_EPERM if the path escapes the import roots. */
+/* Import an orphaned collection into a new collection (DV_EEXIST if live,
+ * unless opts->overwrite). The data is committed (durable) before the index
+ * is built; a crash at any point leaves the old collection or the new one
+ * (finished at the next open), never neither. Never modifies the source.
+ * DV_EPERM if the path escapes the import roots. */
 dv_code dv_import(dv_db *db, const dv_import_opts *opts, dv_import_report *out, dv_err *err);
 
 typedef struct dv_audit_event {

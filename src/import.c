@@ -36,14 +36,16 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "db_int.h"
+#include "dist.h"
 #include "err.h"
 #include "io.h"
+#include "payload.h"
 #include "recovery_int.h"
 #include "snap.h"
 
-#define IMP_BATCH 4096
 #define IMP_WINDOW (8u << 20)
 #define IMP_SPACE_MARGIN (16u << 20)
 
@@ -256,68 +258,202 @@ static dv_code tree_inside(const roots *r, const char *dir, int depth, uint64_t 
     return rc;
 }
 
-/* ---- the staging collection (sink) --------------------------------------- */
+/* ---- progress ------------------------------------------------------------- */
 
+/* Tell the caller; DV_EBUSY when it asks to cancel. */
+static dv_code job_progress(const dv_import_opts *o, const char *phase, uint64_t done, uint64_t total, dv_err *err)
+{
+    if (o->progress && o->progress(o->progress_ctx, phase, done, total) != 0)
+        return dv_errorf(err, DV_EBUSY, "import: cancelled by the caller during %s", phase);
+    return DV_OK;
+}
+
+/* ---- the sink: every decoded point, in memory ------------------------------ */
+
+/* Points are validated the way dv_coll_upsert validates them (id, finite
+ * vector, metadata a JSON object within the limit) and kept in arrival
+ * order; a repeated id replaces the earlier point in place (the later record
+ * wins). Cosine vectors are normalized here exactly as the engine does,
+ * because the snapshot holds what the index holds. */
 struct imp_sink {
-    dv_db *db;
     const dv_import_opts *o;
-    dv_coll *c;
     uint32_t dim;
-    dv_point pts[IMP_BATCH];
-    char *ids[IMP_BATCH];
-    float *vecs;      /* IMP_BATCH x dim */
-    char *metas[IMP_BATCH];
-    size_t n;
-    uint64_t added;
+    int normalize;
+    float *vecs;      /* cap x dim */
+    char **ids;
+    char **metas;
+    uint32_t *meta_lens;
+    size_t n, cap;
+    uint32_t *ht;     /* open addressing: index + 1, 0 = empty */
+    size_t ht_cap;    /* power of two, > 2n */
 };
 
-static void sink_clear_batch(imp_sink *s)
+static void sink_free(imp_sink *s)
 {
+    if (!s)
+        return;
     for (size_t i = 0; i < s->n; i++) {
         free(s->ids[i]);
         free(s->metas[i]);
-        s->ids[i] = s->metas[i] = NULL;
     }
-    s->n = 0;
+    free(s->vecs);
+    free(s->ids);
+    free(s->metas);
+    free(s->meta_lens);
+    free(s->ht);
+    free(s);
 }
 
-static dv_code sink_flush(imp_sink *s, dv_err *err)
+static size_t sink_slot(const imp_sink *s, const char *id, size_t len)
 {
-    if (s->n == 0)
-        return DV_OK;
-    dv_code rc = coll_upsert_bulk(s->c, s->pts, s->n, err);
-    if (rc == DV_OK)
-        s->added += s->n;
-    sink_clear_batch(s);
-    return rc;
+    size_t mask = s->ht_cap - 1, h = (size_t)XXH3_64bits(id, len) & mask;
+    while (s->ht[h] && strcmp(s->ids[s->ht[h] - 1], id) != 0)
+        h = (h + 1) & mask;
+    return h;
+}
+
+static dv_code sink_grow(imp_sink *s, dv_err *err)
+{
+    if (s->n == s->cap) {
+        size_t nc = s->cap ? s->cap * 2 : 1024;
+        float *v = realloc(s->vecs, nc * s->dim * sizeof(float));
+        if (v)
+            s->vecs = v;
+        char **a = realloc(s->ids, nc * sizeof *a);
+        if (a)
+            s->ids = a;
+        char **b = realloc(s->metas, nc * sizeof *b);
+        if (b)
+            s->metas = b;
+        uint32_t *l = realloc(s->meta_lens, nc * sizeof *l);
+        if (l)
+            s->meta_lens = l;
+        if (!v || !a || !b || !l)
+            return dv_errorf(err, DV_ENOMEM, "import: out of memory for %zu points", nc);
+        s->cap = nc;
+    }
+    if ((s->n + 1) * 2 > s->ht_cap) {
+        size_t nc = s->ht_cap ? s->ht_cap * 2 : 4096;
+        uint32_t *t = calloc(nc, sizeof *t);
+        if (!t)
+            return dv_errorf(err, DV_ENOMEM, "import: out of memory");
+        free(s->ht);
+        s->ht = t;
+        s->ht_cap = nc;
+        for (size_t i = 0; i < s->n; i++)
+            s->ht[sink_slot(s, s->ids[i], strlen(s->ids[i]))] = (uint32_t)i + 1;
+    }
+    return DV_OK;
+}
+
+/* Length of the valid UTF-8 prefix of p[0..n) (n when all of it is valid):
+ * no overlong forms, no surrogates, nothing above U+10FFFF. */
+static size_t utf8_valid(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = p[i];
+        size_t k;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            k = 1;
+            cp = c & 0x1Fu;
+        } else if ((c & 0xF0) == 0xE0) {
+            k = 2;
+            cp = c & 0x0Fu;
+        } else if ((c & 0xF8) == 0xF0) {
+            k = 3;
+            cp = c & 0x07u;
+        } else {
+            return i;
+        }
+        if (k > n - i - 1)
+            return i;
+        for (size_t j = 1; j <= k; j++) {
+            if ((p[i + j] & 0xC0) != 0x80)
+                return i;
+            cp = cp << 6 | (p[i + j] & 0x3Fu);
+        }
+        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return i;
+        i += k + 1;
+    }
+    return n;
 }
 
 dv_code imp_sink_add(imp_sink *s, const char *id, const float *v, const char *meta, size_t meta_len, dv_err *err)
 {
-    size_t i = s->n;
-    s->ids[i] = strdup(id);
-    s->metas[i] = meta ? malloc(meta_len + 1) : NULL;
-    if (!s->ids[i] || (meta && !s->metas[i])) {
-        free(s->ids[i]);
+    size_t il = strnlen(id, DV_ID_MAX + 1);
+    if (il == 0 || il > DV_ID_MAX || utf8_valid((const uint8_t *)id, il) != il)
+        return dv_errorf(err, DV_EINVAL, "import: id \"%.40s\" is empty, longer than %d bytes or not UTF-8", id,
+                         DV_ID_MAX);
+    if (!dist_all_finite(v, s->dim))
+        return dv_errorf(err, DV_EINVAL, "import: %s: vector contains NaN or Inf", id);
+    if (meta && meta_len > DV_METADATA_MAX)
+        return dv_errorf(err, DV_ELIMIT, "import: %s: metadata is %zu bytes, limit %d", id, meta_len, DV_METADATA_MAX);
+    if (meta && meta_len) {
+        payload *pl = NULL;
+        dv_code prc = payload_parse(meta, meta_len, &pl, err);
+        if (prc != DV_OK)
+            return dv_err_wrap(err, prc, "import: %s: metadata", id);
+        payload_free(pl);
+    }
+    dv_code rc = sink_grow(s, err);
+    if (rc != DV_OK)
+        return rc;
+    char *m = NULL;
+    if (meta && meta_len) {
+        if (!(m = malloc(meta_len + 1)))
+            return dv_errorf(err, DV_ENOMEM, "import: out of memory");
+        memcpy(m, meta, meta_len);
+        m[meta_len] = '\0';
+    }
+    size_t h = sink_slot(s, id, il);
+    size_t i;
+    if (s->ht[h]) { /* the later record wins, in the earlier one's place */
+        i = s->ht[h] - 1;
         free(s->metas[i]);
-        s->ids[i] = s->metas[i] = NULL;
-        return dv_errorf(err, DV_ENOMEM, "import: out of memory");
+    } else {
+        i = s->n;
+        if (!(s->ids[i] = strndup(id, il))) {
+            free(m);
+            return dv_errorf(err, DV_ENOMEM, "import: out of memory");
+        }
+        s->ht[h] = (uint32_t)i + 1;
+        s->n++;
     }
-    if (meta) {
-        memcpy(s->metas[i], meta, meta_len);
-        s->metas[i][meta_len] = '\0';
-    }
-    memcpy(s->vecs + i * s->dim, v, (size_t)s->dim * sizeof(float));
-    s->pts[i] = (dv_point){s->ids[i], s->vecs + i * s->dim, s->metas[i], meta ? meta_len : 0};
-    s->n++;
-    return s->n == IMP_BATCH ? sink_flush(s, err) : DV_OK;
+    s->metas[i] = m;
+    s->meta_lens[i] = m ? (uint32_t)meta_len : 0;
+    float *dst = s->vecs + i * s->dim;
+    memcpy(dst, v, (size_t)s->dim * sizeof(float));
+    if (s->normalize)
+        (void)dist_normalize(dst, s->dim); /* as the engine's upsert does */
+    return DV_OK;
 }
 
 dv_code imp_sink_progress(imp_sink *s, const char *phase, uint64_t done, uint64_t total, dv_err *err)
 {
-    if (s->o->progress && s->o->progress(s->o->progress_ctx, phase, done, total) != 0)
-        return dv_errorf(err, DV_EBUSY, "import: cancelled by the caller during %s", phase);
-    return DV_OK;
+    return job_progress(s->o, phase, done, total, err);
+}
+
+static const float *sink_vector(void *ctx, uint64_t slot)
+{
+    imp_sink *s = ctx;
+    return s->vecs + slot * s->dim;
+}
+
+static int sink_record(void *ctx, uint64_t slot, const char **id, size_t *id_len, const char **meta, size_t *meta_len)
+{
+    imp_sink *s = ctx;
+    *id = s->ids[slot];
+    *id_len = strlen(s->ids[slot]);
+    *meta = s->metas[slot];
+    *meta_len = s->meta_lens[slot];
+    return 1;
 }
 
 static int all_finite(const float *v, uint32_t dim)
@@ -328,34 +464,329 @@ static int all_finite(const float *v, uint32_t dim)
     return 1;
 }
 
-/* ---- commit -------------------------------------------------------------- */
+/* ---- the job ------------------------------------------------------------- */
 
-/* Publish the staging directory as collections/<name> and attach it. */
-static dv_code commit_staging(dv_db *db, const char *name, const char *stage, dv_err *err)
+typedef struct imp_job {
+    dv_db *db;
+    const dv_import_opts *o;
+    const roots *r;
+    char *src;        /* realpath of opts->path */
+    int src_is_dir;
+    char stage[REC_PATH_MAX];   /* .staging/import-<name>-...: being built */
+    char pending[REC_PATH_MAX]; /* .importing/<name>: committed, being indexed/placed */
+    int committed;              /* the data is in pending */
+    dv_coll_config cfg;
+    imp_sink *sink;
+    dv_import_report rep;
+    double t_durable, t_index;  /* seconds from the start */
+} imp_job;
+
+static dv_code cfg_for(imp_job *j, uint32_t dim, dv_metric metric, dv_coll_config *cfg, dv_err *err);
+
+/* Reserve the staging name and make the sink for cfg. */
+static dv_code job_begin(imp_job *j, const dv_coll_config *cfg, dv_err *err)
+{
+    char what[DV_NAME_MAX + 16];
+    snprintf(what, sizeof what, "import-%s", j->o->collection_name);
+    dv_code rc = rec_staging_name(db_dir(j->db), what, j->stage, sizeof j->stage, err);
+    if (rc != DV_OK)
+        return rc;
+    imp_sink *s = calloc(1, sizeof *s);
+    if (!s)
+        return dv_errorf(err, DV_ENOMEM, "import: out of memory");
+    s->o = j->o;
+    s->dim = cfg->dim;
+    s->normalize = cfg->metric == DV_METRIC_COSINE;
+    j->cfg = *cfg;
+    j->sink = s;
+    return DV_OK;
+}
+
+static void job_free_sink(imp_job *j)
+{
+    sink_free(j->sink);
+    j->sink = NULL;
+}
+
+/* Write the sink as generation 1 of a new collection in staging: the
+ * engine's own empty collection (coll_create_at) gets a vectors and an ids
+ * file but no index (the open that follows builds it on every core in one
+ * pass), then the manifest naming them. Each file is written temp -> fsync
+ * -> rename and the manifest last: after this the data is durable, and the
+ * rename into .importing commits it. */
+static dv_code job_write_snapshot(imp_job *j, dv_err *err)
+{
+    imp_sink *s = j->sink;
+    dv_coll *c = NULL;
+    dv_code rc = job_progress(j->o, "write", 0, s->n, err);
+    if (rc == DV_OK)
+        rc = coll_create_at(j->stage, &j->cfg, db_opts(j->db), &c, err);
+    if (rc != DV_OK)
+        return rc;
+    dv_coll_close(c);
+    j->rep.imported = s->n;
+    if (s->n == 0)
+        return DV_OK;
+    snap_manifest m;
+    if ((rc = snap_manifest_read(j->stage, &m, err)) != DV_OK)
+        return rc;
+    snap_source src = {.n_slots = s->n, .ctx = s, .vector = sink_vector, .record = sink_record};
+    if ((rc = snap_write_gen(j->stage, &m.cfg, 1, &src, &m, err)) != DV_OK)
+        return rc;
+    m.gen = 1;
+    m.n_live = s->n;
+    if ((rc = snap_manifest_write(j->stage, &m, err)) != DV_OK)
+        return rc;
+    return job_progress(j->o, "write", s->n, s->n, err);
+}
+
+/* ---- commit: .staging -> .importing/<name> -> collections/<name> --------- */
+
+/* The flags of an overwriting import, kept inside the committed directory
+ * so that an open after a crash finishes it the same way. */
+typedef struct imp_finish {
+    int overwrite, skip_backup;
+    int took_backup;
+    dv_backup_info backup;  /* pre-import */
+    int dropped;
+    dv_trash_entry old;     /* the replaced collection, now in the trash */
+} imp_finish;
+
+static dv_code write_mark(const char *dir, int skip_backup, dv_err *err)
+{
+    const char *t = skip_backup ? "overwrite skip_backup\n" : "overwrite\n";
+    return io_write_file_atomic(dir, REC_IMPORT_MARK, t, strlen(t), err);
+}
+
+static void read_mark(const char *dir, imp_finish *f)
+{
+    char p[REC_PATH_MAX];
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    memset(f, 0, sizeof *f);
+    if (rec_path(p, sizeof p, NULL, "%s/%s", dir, REC_IMPORT_MARK) != DV_OK || io_read_file(p, &buf, &len, NULL) != DV_OK)
+        return;
+    f->overwrite = len >= 9 && memcmp(buf, "overwrite", 9) == 0;
+    f->skip_backup = f->overwrite && len >= 21 && memcmp(buf + 9, " skip_backup", 12) == 0;
+    free(buf);
+}
+
+/* Remove the mark from a collection that is now live (inert if a crash
+ * leaves it: the next open removes it too). */
+static void drop_mark(const char *dir)
+{
+    char p[REC_PATH_MAX];
+    if (rec_path(p, sizeof p, NULL, "%s/%s", dir, REC_IMPORT_MARK) == DV_OK && rec_exists(p) && io_unlink(p) == 0)
+        (void)io_fsync_dir(dir);
+}
+
+/* The commit point of the data: under the catalog lock (no create of the
+ * name can slip in when overwrite is off), rename the complete, fsynced
+ * staging directory to .importing/<name>. From here a crash no longer loses
+ * the import: the next open finishes it (recovery.c). */
+static dv_code commit_pending(imp_job *j, dv_err *err)
+{
+    const char *name = j->o->collection_name;
+    char dir[REC_PATH_MAX];
+    dv_code rc;
+    if ((rc = rec_path(dir, sizeof dir, err, "%s/%s", db_dir(j->db), REC_IMPORTING)) != DV_OK ||
+        (rc = rec_path(j->pending, sizeof j->pending, err, "%s/%s", dir, name)) != DV_OK)
+        return rc;
+    if (j->o->overwrite && (rc = write_mark(j->stage, j->o->skip_backup, err)) != DV_OK)
+        return rc;
+    if ((rc = rec_fsync_tree_dirs(j->stage, err)) != DV_OK || (rc = rec_mkdir_durable(dir, err)) != DV_OK)
+        return rc;
+    db_catalog_lock(j->db);
+    if (!j->o->overwrite && db_has_locked(j->db, name)) {
+        rc = dv_errorf(err, DV_EEXIST, "import: a collection named %s exists (pass overwrite to replace it)", name);
+    } else {
+        rc = rec_rename_durable(j->stage, j->pending, 1, err);
+        if (rc == DV_EEXIST)
+            rc = dv_errorf(err, DV_EBUSY, "import: another import into %s is being finished", name);
+        else if (rc == DV_OK)
+            j->committed = 1;
+    }
+    db_catalog_unlock(j->db);
+    return rc;
+}
+
+/* An error after the commit: take the directory back into staging (the
+ * caller removes it), so that an error still means "nothing imported".
+ * XXX: if even that rename fails, the import stays committed and the next
+ * open finishes it, although this call reported an error. */
+static void uncommit(imp_job *j)
+{
+    if (j->committed && rec_rename_durable(j->pending, j->stage, 1, NULL) == DV_OK)
+        j->committed = 0;
+}
+
+/* Build the index of the committed data on every core (the engine's open
+ * links every vector that has no index in one hnsw_build) and make it
+ * durable with a checkpoint. No lock is held meanwhile. */
+static dv_code index_pending(imp_job *j, dv_err *err)
+{
+    dv_coll *c = NULL;
+    dv_code rc = job_progress(j->o, "index", 0, j->rep.imported, err);
+    if (rc == DV_OK)
+        rc = coll_open_at(j->pending, db_opts(j->db), 0, &c, err);
+    if (rc != DV_OK)
+        return rc;
+    dv_coll_info info;
+    rc = dv_coll_checkpoint(c, err);
+    if (rc == DV_OK && (rc = dv_coll_info_get(c, &info, err)) == DV_OK)
+        j->rep.imported = info.n_vectors;
+    dv_coll_close(c);
+    if (rc == DV_OK)
+        rc = job_progress(j->o, "index", j->rep.imported, j->rep.imported, err);
+    return rc;
+}
+
+/* Put an old collection that this import moved to the trash back. */
+static void undo_drop(dv_db *db, const char *name, const dv_trash_entry *old)
+{
+    char from[REC_PATH_MAX], to[REC_PATH_MAX], info[REC_PATH_MAX];
+    if (rec_path(from, sizeof from, NULL, "%s/%s/%s", db_dir(db), REC_TRASH, old->trash_id) != DV_OK ||
+        rec_path(to, sizeof to, NULL, "%s/%s/%s", db_dir(db), REC_COLLECTIONS, name) != DV_OK ||
+        rec_path(info, sizeof info, NULL, "%s/%s", to, REC_TRASH_INFO) != DV_OK)
+        return;
+    if (rec_rename_durable(from, to, 1, NULL) == DV_OK) {
+        if (io_unlink(info) == 0)
+            (void)io_fsync_dir(to);
+        (void)db_attach_locked(db, name, NULL);
+    }
+}
+
+/* Catalog lock held. Place .importing/<name> as collections/<name>: if the
+ * name is live (overwrite only), its pre-import backup first (unless
+ * skip_backup) and its move to the trash (its own commit), then the rename
+ * (the commit of the replacement) and the attach. On error nothing changed:
+ * the import is still in .importing and the old collection live. */
+static dv_code finish_locked(dv_db *db, const char *name, const char *pend, dv_coll *held, imp_finish *f, dv_err *err)
 {
     char live[REC_PATH_MAX], cdir[REC_PATH_MAX];
     dv_code rc;
     if ((rc = rec_path(cdir, sizeof cdir, err, "%s/%s", db_dir(db), REC_COLLECTIONS)) != DV_OK ||
         (rc = rec_path(live, sizeof live, err, "%s/%s", cdir, name)) != DV_OK)
         return rc;
-    if ((rc = rec_fsync_tree_dirs(stage, err)) != DV_OK)
-        return rc;
-    db_catalog_lock(db);
     if (db_has_locked(db, name)) {
-        rc = dv_errorf(err, DV_EEXIST, "import: a collection named %s was created meanwhile", name);
-    } else if ((rc = rec_mkdir_durable(cdir, err)) == DV_OK &&
-               (rc = rec_rename_durable(stage, live, 1, err)) == DV_OK) { /* the commit point */
-        if ((rc = db_attach_locked(db, name, err)) != DV_OK) {
-            rc = dv_err_wrap(err, rc, "import: opening the imported %s", name);
-            (void)rec_discard(db_dir(db), live, NULL); /* never leave an unattached directory behind */
+        if (!f->overwrite)
+            return dv_errorf(err, DV_EEXIST, "import: a collection named %s was created meanwhile", name);
+        if (!f->skip_backup) {
+            if (!held)
+                return dv_errorf(err, DV_EDAMAGED,
+                                 "import: %s cannot be backed up before the overwrite (damaged?); pass skip_backup", name);
+            if ((rc = backup_create_held(db, name, held, "pre-import", &f->backup, err)) != DV_OK)
+                return dv_err_wrap(err, rc, "import: pre-import backup of %s", name);
+            f->took_backup = 1;
         }
+        /* The old collection goes to the trash, never away. */
+        if ((rc = trash_drop_locked(db, name, held, &f->old, err)) != DV_OK)
+            return dv_err_wrap(err, rc, "import: moving the old %s to the trash", name);
+        f->dropped = 1;
     }
-    db_catalog_unlock(db);
+    if ((rc = rec_mkdir_durable(cdir, err)) != DV_OK)
+        goto undo;
+    /* The commit point of the replacement: the name holds the new collection. */
+    if ((rc = rec_rename_durable(pend, live, 1, err)) != DV_OK)
+        goto undo;
+    drop_mark(live);
+    if ((rc = db_attach_locked(db, name, err)) != DV_OK) {
+        rc = dv_err_wrap(err, rc, "import: opening the imported %s", name);
+        if (db_has_locked(db, name)) /* registered as damaged */
+            (void)db_detach_locked(db, name, NULL);
+        if (rec_rename_durable(live, pend, 1, NULL) == DV_OK && f->overwrite)
+            (void)write_mark(pend, f->skip_backup, NULL);
+        goto undo;
+    }
+    return DV_OK;
+undo:
+    if (f->dropped && !rec_exists(live))
+        undo_drop(db, name, &f->old);
+    f->dropped = 0;
     return rc;
 }
 
-/* Open the built staging collection read-only: proves it opens and gives
- * the count that is reported. */
+/* Move a committed import that cannot take its name (created meanwhile,
+ * no overwrite; found at open) into the trash: restorable under another
+ * name, never thrown away. */
+static dv_code pending_to_trash(dv_db *db, const char *name, const char *pend, char *trash_id, size_t cap, dv_err *err)
+{
+    char trash[REC_PATH_MAX], dst[REC_PATH_MAX];
+    snap_manifest m;
+    uint64_t count = snap_manifest_read(pend, &m, NULL) == DV_OK ? m.n_live : 0;
+    int64_t ms = dv_now_ms();
+    dv_code rc;
+    if ((rc = rec_path(trash, sizeof trash, err, "%s/%s", db_dir(db), REC_TRASH)) != DV_OK ||
+        (rc = rec_mkdir_durable(trash, err)) != DV_OK || (rc = rec_write_trash_info(pend, name, count, ms, err)) != DV_OK)
+        return rc;
+    for (int tries = 0;; tries++, ms++) {
+        if ((rc = rec_path(dst, sizeof dst, err, "%s/%s.%lld", trash, name, (long long)ms)) != DV_OK)
+            return rc;
+        rc = rec_rename_durable(pend, dst, 1, err);
+        if (rc != DV_EEXIST || tries > 1000)
+            break;
+    }
+    if (rc == DV_OK)
+        snprintf(trash_id, cap, "%s.%lld", name, (long long)ms);
+    return rc;
+}
+
+/* Audit the parts of a finish: the pre-import backup and the old
+ * collection's move to the trash (as restore does), then prune. */
+static void audit_finish(dv_db *db, const char *name, const imp_finish *f)
+{
+    if (f->took_backup)
+        audit_log(db, "backup", name, DV_OK, f->backup.backup_id);
+    if (f->dropped)
+        audit_log(db, "delete", name, DV_OK, f->old.trash_id);
+}
+
+dv_code import_finish_pending(dv_db *db, const char *name, dv_err *err)
+{
+    char pend[REC_PATH_MAX];
+    dv_code rc = rec_path(pend, sizeof pend, err, "%s/%s/%s", db_dir(db), REC_IMPORTING, name);
+    if (rc != DV_OK)
+        return rc;
+    if (dv_name_validate(name, NULL) != DV_OK || !rec_is_dir(pend))
+        return dv_errorf(err, DV_EINVAL, "import: %s is not a pending import", pend);
+    imp_finish f;
+    read_mark(pend, &f);
+    dv_coll *held = NULL;
+    if (f.overwrite && dv_coll_open(db, name, &held, NULL) != DV_OK)
+        held = NULL;
+    char trash_id[DV_NAME_MAX + 32] = "";
+    db_catalog_lock(db);
+    rc = finish_locked(db, name, pend, held, &f, err);
+    if (rc == DV_EEXIST)
+        rc = pending_to_trash(db, name, pend, trash_id, sizeof trash_id, err);
+    db_catalog_unlock(db);
+    if (held)
+        dv_coll_close(held);
+    audit_finish(db, name, &f);
+    char detail[sizeof(dv_err) + 256];
+    snprintf(detail, sizeof detail, "finished at open%s%s%s%s%s%s", f.took_backup ? " backup_id=" : "",
+             f.took_backup ? f.backup.backup_id : "", f.dropped ? " replaced_to_trash=" : "",
+             f.dropped ? f.old.trash_id : "", trash_id[0] ? " name taken, import moved to the trash as " : "",
+             trash_id);
+    audit_log(db, "import", name, rc, detail);
+    if (f.took_backup)
+        (void)backup_prune_auto(db, name, NULL);
+    return rc;
+}
+
+/* The free-space check before anything is written. */
+static dv_code space_check(dv_db *db, uint64_t need, dv_err *err)
+{
+    uint64_t avail = io_disk_free(db_dir(db));
+    need += IMP_SPACE_MARGIN;
+    if (avail < need)
+        return dv_errorf(err, DV_ENOSPC, "import: need about %llu bytes, %llu free", (unsigned long long)need,
+                         (unsigned long long)avail);
+    return DV_OK;
+}
+
+/* Open the copied directory read-only before it is committed: proof that
+ * it opens, and its count. */
 static dv_code count_dir(dv_db *db, const char *dir, uint64_t *n, dv_err *err)
 {
     dv_coll *c = NULL;
@@ -370,82 +801,7 @@ static dv_code count_dir(dv_db *db, const char *dir, uint64_t *n, dv_err *err)
     return rc;
 }
 
-static dv_code space_check(dv_db *db, uint64_t need, dv_err *err)
-{
-    uint64_t avail = io_disk_free(db_dir(db));
-    need += IMP_SPACE_MARGIN;
-    if (avail < need)
-        return dv_errorf(err, DV_ENOSPC, "import: need about %llu bytes, %llu free", (unsigned long long)need,
-                         (unsigned long long)avail);
-    return DV_OK;
-}
-
 /* ---- format readers ------------------------------------------------------ */
-
-typedef struct imp_job {
-    dv_db *db;
-    const dv_import_opts *o;
-    const roots *r;
-    char *src;        /* realpath of opts->path */
-    int src_is_dir;
-    char stage[REC_PATH_MAX];
-    imp_sink *sink;
-    dv_import_report rep;
-} imp_job;
-
-/* Create the staging collection for cfg and the sink feeding it. */
-static dv_code job_begin(imp_job *j, const dv_coll_config *cfg, dv_err *err)
-{
-    char what[DV_NAME_MAX + 16];
-    snprintf(what, sizeof what, "import-%s", j->o->collection_name);
-    dv_code rc = rec_staging_name(db_dir(j->db), what, j->stage, sizeof j->stage, err);
-    if (rc != DV_OK)
-        return rc;
-    imp_sink *s = calloc(1, sizeof *s);
-    if (!s || !(s->vecs = malloc((size_t)IMP_BATCH * cfg->dim * sizeof(float)))) {
-        free(s);
-        return dv_errorf(err, DV_ENOMEM, "import: out of memory");
-    }
-    s->db = j->db;
-    s->o = j->o;
-    s->dim = cfg->dim;
-    if ((rc = coll_create_at(j->stage, cfg, db_opts(j->db), &s->c, err)) != DV_OK) {
-        free(s->vecs);
-        free(s);
-        return rc;
-    }
-    j->sink = s;
-    return DV_OK;
-}
-
-/* Flush, build the index and make everything durable (checkpoint), close. */
-static dv_code job_finish_sink(imp_job *j, dv_err *err)
-{
-    imp_sink *s = j->sink;
-    dv_code rc = sink_flush(s, err);
-    if (rc == DV_OK)
-        rc = imp_sink_progress(s, "index", 0, s->added, err);
-    if (rc == DV_OK)
-        rc = dv_coll_checkpoint(s->c, err);
-    if (rc == DV_OK)
-        rc = imp_sink_progress(s, "index", s->added, s->added, err);
-    dv_coll_info info;
-    if (rc == DV_OK && (rc = dv_coll_info_get(s->c, &info, err)) == DV_OK)
-        j->rep.imported = info.n_vectors;
-    return rc;
-}
-
-static void job_free_sink(imp_job *j)
-{
-    if (!j->sink)
-        return;
-    sink_clear_batch(j->sink);
-    if (j->sink->c)
-        dv_coll_close(j->sink->c);
-    free(j->sink->vecs);
-    free(j->sink);
-    j->sink = NULL;
-}
 
 static dv_code cfg_for(imp_job *j, uint32_t dim, dv_metric metric, dv_coll_config *cfg, dv_err *err)
 {
@@ -726,7 +1082,8 @@ static dv_code import_own_dir(imp_job *j, uint64_t tree_bytes, dv_err *err)
         char s[REC_PATH_MAX], d[REC_PATH_MAX];
         const char *nm = names[i];
         size_t l = strlen(nm);
-        if ((l > 4 && !strcmp(nm + l - 4, ".tmp")) || !strcmp(nm, REC_TRASH_INFO) || !strcmp(nm, REC_BACKUP_MANIFEST))
+        if ((l > 4 && !strcmp(nm + l - 4, ".tmp")) || !strcmp(nm, REC_TRASH_INFO) || !strcmp(nm, REC_BACKUP_MANIFEST) ||
+            !strcmp(nm, REC_IMPORT_MARK))
             continue;
         if ((rc = rec_path(s, sizeof s, err, "%s/%s", j->src, nm)) != DV_OK ||
             (rc = rec_path(d, sizeof d, err, "%s/%s", j->stage, nm)) != DV_OK)
@@ -1003,12 +1360,15 @@ dv_code dv_import(dv_db *db, const dv_import_opts *opts, dv_import_report *out, 
         return rc;
     if (db_opts(db)->read_only)
         return dv_errorf(err, DV_EREADONLY, "import: database is read-only");
+    const char *name = opts->collection_name;
     roots r = {0};
     imp_job j;
     memset(&j, 0, sizeof j);
     j.db = db;
     j.o = opts;
     j.r = &r;
+    imp_finish f;
+    memset(&f, 0, sizeof f);
     if ((rc = roots_load(db, &r, err)) != DV_OK)
         return rc;
     double t0 = dv_mono_s();
@@ -1016,33 +1376,66 @@ dv_code dv_import(dv_db *db, const dv_import_opts *opts, dv_import_report *out, 
         goto done;
     j.src_is_dir = rec_is_dir(j.src);
     db_catalog_lock(db);
-    int live = db_has_locked(db, opts->collection_name);
+    int live = db_has_locked(db, name);
     db_catalog_unlock(db);
-    if (live) {
-        rc = dv_errorf(err, DV_EEXIST, "import: a collection named %s exists", opts->collection_name);
+    if (live && !opts->overwrite) {
+        rc = dv_errorf(err, DV_EEXIST, "import: a collection named %s exists (pass overwrite to replace it)", name);
         goto done;
     }
     rc = run_job(&j, err);
     int built = j.sink != NULL;
     if (rc == DV_OK && built)
-        rc = job_finish_sink(&j, err);
-    job_free_sink(&j); /* closes the staging collection: its files are final */
-    /* A copied directory is opened once before it is published: proof that
-     * it opens, and its count. (A built one was counted by its handle.) */
+        rc = job_write_snapshot(&j, err);
+    job_free_sink(&j);
+    /* A copied directory is opened once before it is committed: proof
+     * that it opens, and its count. */
     if (rc == DV_OK && !built)
         rc = count_dir(db, j.stage, &j.rep.imported, err);
     if (rc == DV_OK)
-        rc = commit_staging(db, opts->collection_name, j.stage, err);
+        rc = commit_pending(&j, err);
+    j.t_durable = dv_mono_s() - t0;
+    if (rc == DV_OK)
+        rc = index_pending(&j, err);
+    j.t_index = dv_mono_s() - t0 - j.t_durable;
+    if (rc == DV_OK)
+        rc = job_progress(opts, "commit", 0, 1, err);
+    if (rc == DV_OK) {
+        f.overwrite = opts->overwrite;
+        f.skip_backup = opts->skip_backup;
+        dv_coll *held = NULL;
+        if (f.overwrite && dv_coll_open(db, name, &held, NULL) != DV_OK)
+            held = NULL;
+        db_catalog_lock(db);
+        rc = finish_locked(db, name, j.pending, held, &f, err);
+        if (rc == DV_OK)
+            j.committed = 0; /* placed */
+        db_catalog_unlock(db);
+        if (held)
+            dv_coll_close(held);
+        audit_finish(db, name, &f);
+    }
+    if (rc != DV_OK)
+        uncommit(&j);
 done:
-    if (j.stage[0] && rc != DV_OK)
-        (void)io_remove_tree(j.stage, NULL); /* uncommitted: nothing half-written remains */
-    char detail[sizeof(dv_err) + 512];
-    snprintf(detail, sizeof detail, "path=%.200s format=%s imported=%llu skipped=%llu bytes_scanned=%llu seconds=%.3f%s%s",
+    if (j.stage[0] && rc != DV_OK && !j.committed)
+        (void)io_remove_tree(j.stage, NULL); /* not done: nothing half-written remains */
+    if (f.took_backup)
+        snprintf(j.rep.backup_id, sizeof j.rep.backup_id, "%s", f.backup.backup_id);
+    if (f.dropped)
+        snprintf(j.rep.replaced_trash_id, sizeof j.rep.replaced_trash_id, "%s", f.old.trash_id);
+    char detail[sizeof(dv_err) + 640];
+    snprintf(detail, sizeof detail,
+             "path=%.200s format=%s imported=%llu skipped=%llu bytes_scanned=%llu durable_s=%.3f index_s=%.3f "
+             "seconds=%.3f%s%s%s%s%s%s",
              opts->path, j.rep.format[0] ? j.rep.format : "?", (unsigned long long)j.rep.imported,
-             (unsigned long long)j.rep.skipped, (unsigned long long)j.rep.bytes_scanned, dv_mono_s() - t0,
+             (unsigned long long)j.rep.skipped, (unsigned long long)j.rep.bytes_scanned, j.t_durable, j.t_index,
+             dv_mono_s() - t0, j.rep.backup_id[0] ? " backup_id=" : "", j.rep.backup_id,
+             j.rep.replaced_trash_id[0] ? " replaced_to_trash=" : "", j.rep.replaced_trash_id,
              rc == DV_OK ? "" : " error=", rc == DV_OK ? "" : (err ? err->msg : dv_strerror(rc)));
-    audit_log(db, "import", opts->collection_name, rc, detail);
-    free(j.src == NULL ? NULL : j.src);
+    audit_log(db, "import", name, rc, detail);
+    if (f.took_backup)
+        (void)backup_prune_auto(db, name, NULL);
+    free(j.src);
     roots_free(&r);
     if (rc == DV_OK && out)
         *out = j.rep;

@@ -10,7 +10,9 @@
  *     purge or hard delete renamed in, not yet removed);
  *   - collections/<name>/trash-info.json(.tmp): written just before a drop's
  *     rename or carried back by a restore; meaningless in a live collection;
- * then purges expired trash entries (each audited).
+ *     likewise import-overwrite, the mark of an overwriting import;
+ * then finishes imports committed to .importing/<name>/ (import.c), and
+ * purges expired trash entries (each audited).
  *
  * Invariant: every helper that commits does it with a rename followed by an
  * fsync of both parent directories; nothing here writes into a live
@@ -379,8 +381,8 @@ static dv_code clean_live_leftovers(const char *data_dir, dv_err *err)
     if ((rc = rec_list_dir(cdir, &names, &n, err)) != DV_OK)
         return rc;
     for (size_t i = 0; i < n && rc == DV_OK; i++) {
-        const char *leftovers[] = {REC_TRASH_INFO, REC_TRASH_INFO ".tmp"};
-        for (size_t k = 0; k < 2 && rc == DV_OK; k++) {
+        const char *leftovers[] = {REC_TRASH_INFO, REC_TRASH_INFO ".tmp", REC_IMPORT_MARK, REC_IMPORT_MARK ".tmp"};
+        for (size_t k = 0; k < 4 && rc == DV_OK; k++) {
             char p[REC_PATH_MAX], d[REC_PATH_MAX];
             if (rec_path(p, sizeof p, NULL, "%s/%s/%s", cdir, names[i], leftovers[k]) != DV_OK ||
                 !rec_exists(p))
@@ -397,6 +399,23 @@ static dv_code clean_live_leftovers(const char *data_dir, dv_err *err)
     }
     rec_free_names(names, n);
     return rc;
+}
+
+/* Imports whose data was committed to .importing/<name> before a crash:
+ * finish each one (import_finish_pending). One that fails stays there,
+ * audited, and is retried at the next open; it never blocks the open. */
+static void finish_imports(dv_db *db)
+{
+    char dir[REC_PATH_MAX];
+    char **names = NULL;
+    size_t n = 0;
+    if (rec_path(dir, sizeof dir, NULL, "%s/%s", db_dir(db), REC_IMPORTING) != DV_OK ||
+        rec_list_dir(dir, &names, &n, NULL) != DV_OK)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (dv_name_validate(names[i], NULL) == DV_OK)
+            (void)import_finish_pending(db, names[i], NULL);
+    rec_free_names(names, n);
 }
 
 dv_code recovery_on_open(dv_db *db, dv_err *err)
@@ -419,6 +438,7 @@ dv_code recovery_on_open(dv_db *db, dv_err *err)
     }
     if ((rc = clean_live_leftovers(dir, err)) != DV_OK)
         return rc;
+    finish_imports(db);
     /* An expired entry that cannot be purged now stays in the trash (it is
      * audited with its error and retried by the next sweep); it must not
      * keep the database from opening. */

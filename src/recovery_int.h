@@ -6,6 +6,8 @@
  *   .deleted/<name>.<unix_ms>/     trash entries
  *   .backups/<name>/<backup_id>/   backups
  *   .staging/<what>-<ms>-<n>/      work in progress; removed at open
+ *   .importing/<name>/             committed imports being indexed/placed;
+ *                                  finished at open
  */
 #ifndef DV_RECOVERY_INT_H
 #define DV_RECOVERY_INT_H
@@ -19,6 +21,13 @@
 #define REC_TRASH ".deleted"
 #define REC_BACKUPS ".backups"
 #define REC_STAGING ".staging"
+/* Committed imports: .importing/<name>/ is a complete collection that
+ * replaces (or becomes) collections/<name>; finished at open if a crash
+ * interrupted the import. */
+#define REC_IMPORTING ".importing"
+/* In an .importing/<name>/ directory: "overwrite[ skip_backup]\n" when the
+ * import may replace a live collection (absent: it may not). */
+#define REC_IMPORT_MARK "import-overwrite"
 /* Written into collections/<name>/ just before the rename into the trash
  * (vector count and time of the drop); removed again by a restore. */
 #define REC_TRASH_INFO "trash-info.json"
@@ -101,7 +110,8 @@ typedef struct imp_reader {
 /* n bytes at off, or NULL past EOF or on a read error (io_failed set). */
 const uint8_t *imp_get(imp_reader *r, uint64_t off, size_t n);
 
-/* Where decoded points go: batches into the staging collection. */
+/* Where decoded points go: kept in memory (a repeated id replaces the
+ * earlier point), then written as one snapshot generation. */
 typedef struct imp_sink imp_sink;
 /* Add one point (copied); DV_OK or the error that aborts the import. */
 dv_code imp_sink_add(imp_sink *s, const char *id, const float *v, const char *meta, size_t meta_len, dv_err *err);
@@ -119,4 +129,11 @@ typedef struct legacy_stats {
 dv_code legacy_import(imp_reader *r, uint32_t *dim, imp_sink *sink, legacy_stats *st, dv_err *err);
 /* 1 if the first bytes look like an original-format record header. */
 int legacy_sniff(const uint8_t *p, size_t n);
+
+/* Finish the import committed to .importing/<name> before a crash (called
+ * at open): backup and trash the live collection when the import was an
+ * overwrite, then rename it into collections/<name> and attach it (the
+ * index is built then if it was not yet). If the name was taken and the
+ * import was no overwrite, it goes to the trash instead. Audited. */
+dv_code import_finish_pending(dv_db *db, const char *name, dv_err *err);
 #endif

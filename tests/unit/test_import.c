@@ -850,6 +850,19 @@ TEST(import_without_configured_roots_accepts_only_paths_inside_the_data_dir)
 
 /* ---- cancel, crash ------------------------------------------------------------ */
 
+/* Entries in <data>/<sub> (0 when it does not exist). */
+static size_t dir_entries(const char *data, const char *sub)
+{
+    char p[700];
+    snprintf(p, sizeof p, "%s/%s", data, sub);
+    char **names = NULL;
+    size_t n = 0;
+    if (rec_list_dir(p, &names, &n, NULL) != DV_OK)
+        return (size_t)-1;
+    rec_free_names(names, n);
+    return n;
+}
+
 static int cancel_at_index(void *ctx, const char *phase, uint64_t done, uint64_t total)
 {
     (void)done;
@@ -967,13 +980,7 @@ static void import_fault_loop(int eio, int *t_failed_)
             n_undone++;
             CHECKF(!eio || rc != DV_OK, "EIO at %llu: ok returned but nothing imported", (unsigned long long)k);
         }
-        char st[700];
-        snprintf(st, sizeof st, "%s/.staging", data);
-        char **names = NULL;
-        size_t nn = 0;
-        CHECK_OK(rec_list_dir(st, &names, &nn, NULL));
-        CHECK(nn == 0);
-        rec_free_names(names, nn);
+        CHECK(dir_entries(data, ".staging") == 0 && dir_entries(data, ".importing") == 0);
         dv_db_close(db, NULL);
         rm_rf(data);
     }
@@ -982,6 +989,329 @@ static void import_fault_loop(int eio, int *t_failed_)
     CHECK(n_done > 0 && n_undone > 0);
     rm_rf(root);
     free(root);
+}
+
+/* ---- import over a live collection (overwrite) ---------------------------------- */
+
+/* A live collection "imp" of n_old points "old<i>" (dim 8), checkpointed. */
+static void make_old(dv_db *db, uint32_t n_old, int *t_failed_)
+{
+    dv_coll_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    snprintf(cfg.name, sizeof cfg.name, "imp");
+    cfg.dim = 8;
+    cfg.metric = DV_METRIC_EUCLIDEAN;
+    CHECK_OK(dv_coll_create(db, &cfg, NULL));
+    dv_coll *c = NULL;
+    CHECK_OK(dv_coll_open(db, "imp", &c, NULL));
+    dv_point *p = calloc(n_old, sizeof *p);
+    char(*ids)[16] = calloc(n_old, 16), (*metas)[32] = calloc(n_old, 32);
+    float *v = calloc((size_t)n_old * 8, sizeof(float));
+    for (uint32_t i = 0; i < n_old; i++) {
+        snprintf(ids[i], 16, "old%u", i);
+        snprintf(metas[i], 32, "{\"old\":%u}", i);
+        for (int k = 0; k < 8; k++)
+            v[i * 8 + (uint32_t)k] = (float)(i * 8 + (uint32_t)k) * 0.5f;
+        p[i] = (dv_point){ids[i], v + i * 8, metas[i], strlen(metas[i])};
+    }
+    CHECK_OK(dv_coll_upsert(c, p, n_old, NULL));
+    free(p);
+    free(ids);
+    free(metas);
+    free(v);
+    CHECK_OK(dv_coll_checkpoint(c, NULL));
+    dv_coll_close(c);
+}
+
+static int has_id(dv_db *db, const char *name, const char *id)
+{
+    dv_coll *c = NULL;
+    dv_record *r = NULL;
+    if (dv_coll_open(db, name, &c, NULL) != DV_OK)
+        return 0;
+    int ok = dv_coll_get(c, id, &r, NULL) == DV_OK;
+    dv_record_free(r);
+    dv_coll_close(c);
+    return ok;
+}
+
+TEST(import_over_a_live_collection_needs_overwrite_then_backs_it_up_trashes_it_and_replaces_it)
+{
+    char *root = mkroot();
+    dv_db *db = open_db(root);
+    CHECK(db);
+    make_old(db, 30, t_failed_);
+    uint64_t n_old, d_old = coll_digest(db, "imp", &n_old);
+    CHECK(n_old == 30);
+    char path[600];
+    snprintf(path, sizeof path, "%s/in/v.bin", root);
+    uint64_t sz;
+    lrec *recs = write_legacy(path, 40, 8, -1, &sz);
+    dv_import_opts o;
+    memset(&o, 0, sizeof o);
+    o.path = path;
+    o.collection_name = "imp";
+    o.has_metric = 1;
+    o.metric = DV_METRIC_EUCLIDEAN;
+    dv_import_report rep;
+    dv_err e = {0};
+    /* without overwrite: refused, nothing changed, no backup taken */
+    CHECK(dv_import(db, &o, &rep, &e) == DV_EEXIST);
+    CHECKF(strstr(e.msg, "overwrite") != NULL, "%s", e.msg);
+    uint64_t n1, d1 = coll_digest(db, "imp", &n1);
+    CHECK(n1 == 30 && d1 == d_old);
+    dv_backup_info *bl = NULL;
+    size_t nb = 0;
+    CHECK_OK(dv_backup_list(db, "imp", &bl, &nb, NULL));
+    CHECK(nb == 0);
+    dv_free(bl);
+    /* with overwrite: pre-import backup of the old one, old one to the trash */
+    o.overwrite = 1;
+    memset(&rep, 0, sizeof rep);
+    CHECKF(dv_import(db, &o, &rep, &e) == DV_OK, "%s", e.msg);
+    CHECK(rep.imported == 40 && rep.skipped == 0);
+    CHECKF(strstr(rep.backup_id, "-pre-import") != NULL, "backup id %s", rep.backup_id);
+    CHECKF(!strncmp(rep.replaced_trash_id, "imp.", 4), "trash id %s", rep.replaced_trash_id);
+    CHECK(!has_id(db, "imp", "old0"));
+    char uid[40];
+    uuid_str(recs[39].uuid, uid);
+    CHECK(has_id(db, "imp", uid));
+    uint64_t n2;
+    (void)coll_digest(db, "imp", &n2);
+    CHECK(n2 == 40);
+    dv_backup_info bi;
+    CHECK_OK(dv_backup_verify(db, "imp", rep.backup_id, &bi, NULL));
+    CHECK(bi.vector_count == 30 && !strcmp(bi.reason, "pre-import"));
+    dv_trash_entry *tl = NULL;
+    size_t nt = 0;
+    CHECK_OK(dv_trash_list(db, &tl, &nt, NULL));
+    CHECK(nt == 1 && !strcmp(tl[0].trash_id, rep.replaced_trash_id) && tl[0].vector_count == 30);
+    dv_free(tl);
+    /* the backup restores the old collection exactly */
+    dv_restore_opts ro = {.source = DV_RESTORE_BACKUP, .backup_id = rep.backup_id, .new_name = "was"};
+    CHECK_OK(dv_restore(db, "imp", &ro, NULL, NULL));
+    uint64_t n3, d3 = coll_digest(db, "was", &n3);
+    CHECK(n3 == 30 && d3 == d_old);
+    /* no mark and nothing pending is left behind; the audit line names both */
+    char mark[700];
+    snprintf(mark, sizeof mark, "%s/data/collections/imp/%s", root, REC_IMPORT_MARK);
+    CHECK(!rec_exists(mark));
+    char data[600];
+    snprintf(data, sizeof data, "%s/data", root);
+    CHECK(dir_entries(data, ".importing") == 0 && dir_entries(data, ".staging") == 0);
+    char **lines = NULL;
+    size_t nl = 0;
+    CHECK_OK(dv_audit_read(db, 20, &lines, &nl, NULL));
+    int saw = 0;
+    for (size_t i = 0; i < nl; i++)
+        saw |= strstr(lines[i], "\"action\":\"import\"") && strstr(lines[i], rep.backup_id) &&
+               strstr(lines[i], rep.replaced_trash_id) && strstr(lines[i], "\"outcome\":\"ok\"");
+    CHECK(saw);
+    dv_audit_free(lines, nl);
+    /* skip_backup: no backup, the replaced collection still goes to the trash */
+    o.skip_backup = 1;
+    memset(&rep, 0, sizeof rep);
+    CHECKF(dv_import(db, &o, &rep, &e) == DV_OK, "%s", e.msg);
+    CHECK(rep.backup_id[0] == '\0' && rep.replaced_trash_id[0] != '\0');
+    CHECK_OK(dv_backup_list(db, "imp", &bl, &nb, NULL));
+    CHECK(nb == 1); /* only the first pre-import backup */
+    dv_free(bl);
+    CHECK_OK(dv_trash_list(db, &tl, &nt, NULL));
+    CHECK(nt == 2);
+    dv_free(tl);
+    /* overwrite of a name that is not live is a plain import */
+    o.collection_name = "fresh";
+    memset(&rep, 0, sizeof rep);
+    CHECKF(dv_import(db, &o, &rep, &e) == DV_OK, "%s", e.msg);
+    CHECK(rep.imported == 40 && !rep.backup_id[0] && !rep.replaced_trash_id[0]);
+    free_legacy(recs, 40);
+    dv_db_close(db, NULL);
+    rm_rf(root);
+    free(root);
+}
+
+TEST(an_import_committed_before_a_crash_is_finished_at_the_next_open)
+{
+    /* The state a crash leaves right after the data commit: the complete
+     * collection in .importing/<name> with the overwrite mark, the old one
+     * still live. The open must back up and trash the old one and place
+     * the new one, indexing it. */
+    char *root = mkroot();
+    dv_db *db = open_db(root);
+    CHECK(db);
+    make_old(db, 12, t_failed_);
+    char path[600];
+    snprintf(path, sizeof path, "%s/in/v.bin", root);
+    uint64_t sz;
+    free_legacy(write_legacy(path, 25, 8, -1, &sz), 25);
+    dv_import_opts o;
+    memset(&o, 0, sizeof o);
+    o.path = path;
+    o.collection_name = "other";
+    CHECK_OK(dv_import(db, &o, NULL, NULL));
+    CHECK_OK(dv_db_close(db, NULL));
+    char from[700], to[700], cmd[3200];
+    snprintf(from, sizeof from, "%s/data/collections/other", root);
+    snprintf(to, sizeof to, "%s/data/.importing/imp", root);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/data/.importing && mv %s %s && printf 'overwrite\\n' > %s/%s", root, from, to,
+             to, REC_IMPORT_MARK);
+    CHECK(system(cmd) == 0);
+    db = open_db(root);
+    CHECK(db);
+    uint64_t n;
+    (void)coll_digest(db, "imp", &n);
+    CHECK(n == 25 && !has_id(db, "imp", "old0"));
+    dv_coll *c = NULL;
+    CHECK(dv_coll_open(db, "other", &c, NULL) == DV_ENOTFOUND);
+    dv_backup_info *bl = NULL;
+    size_t nb = 0;
+    CHECK_OK(dv_backup_list(db, "imp", &bl, &nb, NULL));
+    CHECK(nb == 1 && !strcmp(bl[0].reason, "pre-import") && bl[0].vector_count == 12);
+    dv_free(bl);
+    dv_trash_entry *tl = NULL;
+    size_t nt = 0;
+    CHECK_OK(dv_trash_list(db, &tl, &nt, NULL));
+    CHECK(nt == 1 && tl[0].vector_count == 12);
+    dv_free(tl);
+    char data[600];
+    snprintf(data, sizeof data, "%s/data", root);
+    CHECK(dir_entries(data, ".importing") == 0);
+    /* a committed import without the mark whose name is taken goes to the
+     * trash, restorable: never thrown away, never replacing anything */
+    CHECK_OK(dv_db_close(db, NULL));
+    db = open_db(root);
+    o.collection_name = "third";
+    CHECK_OK(dv_import(db, &o, NULL, NULL));
+    CHECK_OK(dv_db_close(db, NULL));
+    snprintf(from, sizeof from, "%s/data/collections/third", root);
+    snprintf(cmd, sizeof cmd, "mv %s %s", from, to);
+    CHECK(system(cmd) == 0);
+    db = open_db(root);
+    CHECK(db);
+    (void)coll_digest(db, "imp", &n);
+    CHECK(n == 25);
+    CHECK_OK(dv_trash_list(db, &tl, &nt, NULL));
+    CHECK(nt == 2 && !strcmp(tl[0].name, "imp") && tl[0].vector_count == 25);
+    dv_free(tl);
+    CHECK(dir_entries(data, ".importing") == 0);
+    dv_db_close(db, NULL);
+    rm_rf(root);
+    free(root);
+}
+
+/* Crash (or EIO) at every I/O call of an import that overwrites "imp":
+ * after reopening, "imp" is the old collection (30 points, identical) or
+ * the new one (40), never absent; when new, the old one is in the trash
+ * and its pre-import backup verifies; nothing is left in .staging or
+ * .importing. With EIO the import is done exactly when it returned DV_OK. */
+static void overwrite_fault_loop(int eio, int *t_failed_)
+{
+    char *root = mkroot();
+    char path[600], in[512];
+    snprintf(in, sizeof in, "%s/in", root);
+    mkdir(in, 0755);
+    snprintf(path, sizeof path, "%s/in/v.bin", root);
+    uint64_t sz;
+    uint32_t n = 40, n_old = 30;
+    free_legacy(write_legacy(path, n, 8, -1, &sz), n);
+    const char *roots[] = {in};
+    dv_db_options o;
+    dv_db_options_init(&o);
+    o.import_roots = roots;
+    o.n_import_roots = 1;
+    uint64_t calls = 0, d_old = 0;
+    int n_done = 0, n_undone = 0, n_at_open = 0;
+    for (uint64_t k = 0; k == 0 || k <= calls + 1; k += (k == 0 ? 1 : (QUICK && calls > 20 ? calls / 20 : 1))) {
+        char data[600];
+        snprintf(data, sizeof data, "%s/d%llu", root, (unsigned long long)k);
+        dv_db *db = NULL;
+        CHECK_OK(dv_db_open(data, &o, &db, NULL));
+        make_old(db, n_old, t_failed_);
+        uint64_t cnt;
+        uint64_t d = coll_digest(db, "imp", &cnt);
+        if (k == 0)
+            d_old = d;
+        if (k == 0)
+            io_fault_arm(IO_FAULT_NONE, 0, 0);
+        else
+            io_fault_arm(eio ? IO_FAULT_EIO : IO_FAULT_CRASH, k, eio ? 0 : 1);
+        dv_import_opts io;
+        memset(&io, 0, sizeof io);
+        io.path = path;
+        io.collection_name = "imp";
+        io.has_metric = 1;
+        io.metric = DV_METRIC_EUCLIDEAN;
+        io.overwrite = 1;
+        dv_code rc = dv_import(db, &io, NULL, NULL);
+        if (k == 0) {
+            calls = io_calls();
+            io_fault_disarm();
+            CHECK(rc == DV_OK);
+            dv_db_close(db, NULL);
+            rm_rf(data);
+            continue;
+        }
+        if (eio)
+            io_fault_disarm();
+        dv_db_close(db, NULL);
+        if (!eio)
+            io_crash_apply(k % 2 ? 0 : 5);
+        db = NULL;
+        CHECKF(dv_db_open(data, &o, &db, NULL) == DV_OK, "reopen after fault at %llu", (unsigned long long)k);
+        uint64_t got = 0, dg = coll_digest(db, "imp", &got);
+        dv_trash_entry *tl = NULL;
+        size_t nt = 0;
+        CHECK_OK(dv_trash_list(db, &tl, &nt, NULL));
+        if (got == n) {
+            n_done++;
+            CHECKF(!eio || rc == DV_OK, "EIO at %llu: error %d returned but the import is done", (unsigned long long)k,
+                   rc);
+            CHECKF(nt == 1 && tl[0].vector_count == n_old, "fault at %llu: %zu trash entries", (unsigned long long)k, nt);
+            if (rc != DV_OK)
+                n_at_open++;
+        } else {
+            CHECKF(got == n_old && dg == d_old, "fault at %llu: imp has %llu points (old %u, new %u)",
+                   (unsigned long long)k, (unsigned long long)got, n_old, n);
+            CHECKF(nt == 0, "fault at %llu: undone but %zu trash entries", (unsigned long long)k, nt);
+            CHECKF(!eio || rc != DV_OK, "EIO at %llu: ok returned but nothing imported", (unsigned long long)k);
+            n_undone++;
+        }
+        dv_free(tl);
+        dv_backup_info *bl = NULL;
+        size_t nb = 0;
+        CHECK_OK(dv_backup_list(db, "imp", &bl, &nb, NULL));
+        for (size_t i = 0; i < nb; i++) {
+            dv_err ve = {0};
+            CHECKF(dv_backup_verify(db, "imp", bl[i].backup_id, NULL, &ve) == DV_OK, "fault at %llu: %s",
+                   (unsigned long long)k, ve.msg);
+            CHECK(bl[i].vector_count == n_old && !strcmp(bl[i].reason, "pre-import"));
+        }
+        /* Replaced: backed up first (twice when a crash fell between the
+         * backup and the replacement: the open backs up again). */
+        CHECKF(got != n || nb == 1 || (nb == 2 && rc != DV_OK), "fault at %llu: replaced with %zu backups",
+               (unsigned long long)k, nb);
+        dv_free(bl);
+        CHECK(dir_entries(data, ".staging") == 0 && dir_entries(data, ".importing") == 0);
+        dv_db_close(db, NULL);
+        rm_rf(data);
+    }
+    fprintf(stderr, "  import overwrite (%s): %llu fault points: %d done (%d finished at open), %d undone\n",
+            eio ? "EIO" : "crash", (unsigned long long)calls, n_done, n_at_open, n_undone);
+    CHECK(n_done > 0 && n_undone > 0);
+    if (!eio)
+        CHECK(n_at_open > 0);
+    rm_rf(root);
+    free(root);
+}
+
+TEST(crash_at_every_io_call_of_an_overwriting_import_leaves_the_old_or_the_new_collection)
+{
+    overwrite_fault_loop(0, t_failed_);
+}
+
+TEST(an_io_error_at_any_call_of_an_overwriting_import_means_not_done_and_the_old_collection_intact)
+{
+    overwrite_fault_loop(1, t_failed_);
 }
 
 T_MAIN()
