@@ -6,8 +6,10 @@
 #                      build-fuzz/new/<target>/ (FUZZ_MERGE=1 merges the ones
 #                      that add coverage into the corpus with -merge=1); the
 #                      libFuzzer output goes to build-fuzz/<target>.log and one
-#                      line per target (executions, coverage, result) to
-#                      build-fuzz/summary.tsv. A crash is copied into the
+#                      line per target (seconds, executions, coverage,
+#                      result, UTC date of the run) to build-fuzz/summary.tsv;
+#                      a run replaces only its own targets' lines, so the
+#                      file keeps the latest figures of every target. A crash is copied into the
 #                      corpus as crash-<sha1> so that fuzz-replay keeps it.
 #   make fuzz-replay   (part of `make test`) build every target with $(CC) +
 #                      ASan + UBSan and tests/fuzz/replay_main.c, and run it
@@ -86,11 +88,10 @@ $(foreach t,$(FUZZ_TARGETS),$(eval $(call FUZZ_TARGET_RULES,$(t))))
 fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 
 fuzz: fuzz-build
-	@rm -f $(FUZZ_BUILD)/summary.tsv
 	@fail=0; for t in $(FUZZ_TARGETS); do \
 	    FUZZ_MERGE=$(FUZZ_MERGE) FUZZ_ARGS="$(FUZZ_ARGS)" tests/fuzz/run.sh $$t $(FUZZ_SECONDS) || fail=1; \
 	done; \
-	echo "fuzz: target / seconds / executions / coverage / features / result"; \
+	echo "fuzz: target / seconds / executions / coverage / features / result / date (latest run of every target)"; \
 	cat $(FUZZ_BUILD)/summary.tsv; \
 	exit $$fail
 

@@ -2,8 +2,11 @@
 # run.sh TARGET SECONDS - run build-fuzz/fuzz_TARGET (libFuzzer) for SECONDS
 # on tests/fuzz/corpus/TARGET/ (known crashers left out), writing new inputs
 # to build-fuzz/new/TARGET/ and the libFuzzer output to
-# build-fuzz/TARGET.log; appends one line
-# "target seconds executions cov ft result" to build-fuzz/summary.tsv.
+# build-fuzz/TARGET.log; writes one line
+# "target seconds executions cov ft result date" to build-fuzz/summary.tsv,
+# replacing that target's previous line (other targets' lines stay, so a
+# subset run keeps the latest figures of every target; date is the UTC end
+# of the run).
 # A crasher is copied into the corpus as crash-<sha1> (so `make fuzz-replay`
 # keeps replaying it) and the script fails. With FUZZ_MERGE=1 the new inputs
 # that add coverage are merged into the corpus (-merge=1).
@@ -60,7 +63,16 @@ if [ $rc -ne 0 ]; then
     done
     tail -n 60 "$B/$t.log" >&2
 fi
-printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$secs" "${execs:-?}" "${cov:-?}" "${ft:-?}" "$result" >>"$B/summary.tsv"
+when=$(date -u +%Y-%m-%dT%H:%MZ)
+line=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s' "$t" "$secs" "${execs:-?}" "${cov:-?}" "${ft:-?}" "$result" "$when")
+# Replace this target's line in place (or append it), through a temporary
+# file and rename so an interrupted run never leaves a half-written summary.
+touch "$B/summary.tsv"
+awk -F '\t' -v t="$t" -v line="$line" '
+    $1 == t { if (!done) print line; done = 1; next }
+    { print }
+    END { if (!done) print line }' "$B/summary.tsv" >"$B/summary.tsv.tmp.$$" &&
+    mv "$B/summary.tsv.tmp.$$" "$B/summary.tsv"
 
 if [ "${FUZZ_MERGE:-}" = 1 ] && [ $rc -eq 0 ]; then
     "$B/fuzz_$t" -merge=1 $maxlen "$C" "$B/new/$t" >"$B/$t.merge.log" 2>&1 ||
