@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1280,6 +1281,14 @@ dv_code dv_coll_checkpoint(dv_coll *c, dv_err *err)
     pthread_mutex_lock(&c->wmu);
     dv_code rc = coll_checkpoint_locked(c, err);
     pthread_mutex_unlock(&c->wmu);
+    /* The graph encoding and the snapshot buffers are the biggest
+     * transient allocations of a long-running process; glibc keeps freed
+     * heap pages (and raises its mmap threshold after a big block is
+     * freed, so the next one comes from the heap too). Hand them back so
+     * that resident memory follows the data, not the last checkpoint:
+     * without this, a soak's RSS stepped up ~10% at each checkpoint.
+     * Outside wmu: writers do not wait for it. */
+    malloc_trim(0);
     return rc;
 }
 
