@@ -339,11 +339,17 @@ static int job_progress(void *ctx, const char *phase, uint64_t done, uint64_t to
     return srv_stopping(); /* nonzero cancels the import at shutdown */
 }
 
+/* The import's answer; backup_id and replaced_trash_id are null unless an
+ * overwrite replaced a live collection. */
 static json_t *import_report_json(const char *coll, const dv_import_report *rep)
 {
-    return json_pack("{s:s, s:s, s:I, s:I, s:I}", "collection", coll, "format", rep->format, "imported",
-                     (json_int_t)rep->imported, "skipped", (json_int_t)rep->skipped, "bytes_scanned",
-                     (json_int_t)rep->bytes_scanned);
+    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I}", "collection", coll, "format", rep->format, "imported",
+                          (json_int_t)rep->imported, "skipped", (json_int_t)rep->skipped, "bytes_scanned",
+                          (json_int_t)rep->bytes_scanned);
+    json_object_set_new(o, "backup_id", rep->backup_id[0] ? json_string(rep->backup_id) : json_null());
+    json_object_set_new(o, "replaced_trash_id",
+                        rep->replaced_trash_id[0] ? json_string(rep->replaced_trash_id) : json_null());
+    return o;
 }
 
 static void *job_main(void *arg)
@@ -448,16 +454,17 @@ void h_job_get(srv_req *r)
 void h_import(srv_req *r)
 {
     static const char *const fields[] = {"orphaned_path", "collection_name", "dimension", "distance_metric",
-                                         "vector_type", "format", "skip_backup", NULL};
-    int wait = 1, skip_q = 0;
-    if (srv_query_bool(r, "wait", &wait) < 0 || srv_query_bool(r, "skip_backup", &skip_q) < 0)
+                                         "vector_type", "format", "skip_backup", "overwrite", NULL};
+    int wait = 1, skip_q = 0, over_q = 0;
+    if (srv_query_bool(r, "wait", &wait) < 0 || srv_query_bool(r, "skip_backup", &skip_q) < 0 ||
+        srv_query_bool(r, "overwrite", &over_q) < 0)
         return;
     json_t *b = srv_body_object_ex(r, 0, JSON_ALLOW_NUL);
     if (!b)
         return;
     const char *path = NULL, *coll = NULL, *metric = NULL, *vtype = NULL, *format = NULL;
     uint64_t dim = 0;
-    int skip = skip_q;
+    int skip = skip_q, over = over_q;
     dv_import_opts o;
     memset(&o, 0, sizeof o);
     dv_err err = {0};
@@ -477,7 +484,8 @@ void h_import(srv_req *r)
     }
     if (check_name(r, coll) < 0 || srv_get_uint(r, b, "dimension", 0, DV_DIM_MAX, &dim) < 0 ||
         srv_get_str(r, b, "distance_metric", &metric) < 0 || srv_get_str(r, b, "vector_type", &vtype) < 0 ||
-        srv_get_str(r, b, "format", &format) < 0 || srv_get_bool(r, b, "skip_backup", &skip) < 0)
+        srv_get_str(r, b, "format", &format) < 0 || srv_get_bool(r, b, "skip_backup", &skip) < 0 ||
+        srv_get_bool(r, b, "overwrite", &over) < 0)
         goto out;
     if (metric) {
         if (dv_metric_parse(metric, &o.metric, &err) != DV_OK) {
@@ -500,6 +508,7 @@ void h_import(srv_req *r)
     o.dim = (uint32_t)dim;
     o.format = format;
     o.skip_backup = skip;
+    o.overwrite = over;
     if (wait) {
         dv_import_report rep;
         memset(&rep, 0, sizeof rep);

@@ -231,3 +231,111 @@ def test_tampered_backup_fails_verify_and_restore_naming_the_file(server_factory
     assert r.status_code == 409 and r.json()["code"] == "corrupt", r.text
     assert "tamper_copy" not in s.ok("GET", "/collections")
     assert checksum(all_points(s, "tamper")) == live_before
+
+
+def test_import_over_a_live_collection_needs_overwrite_and_takes_a_pre_import_backup(server_factory, tmp_path):
+    roots = tmp_path / "orphans"
+    roots.mkdir()
+    s = server_factory(args=["--import-root", str(roots)])
+    dim = 16
+    n = 200 if (QUICK or ASAN) else 1000
+    s.create("incidents", dim, metric="Euclidean")
+    s.batch("incidents", [{"id": "old%d" % i, "data": [float(i + k) for k in range(dim)], "metadata": {"i": i}}
+                          for i in range(20)])
+    old = checksum(all_points(s, "incidents"))
+    expected = make_legacy(roots / "o", n, dim, 5)
+    body = {"orphaned_path": str(roots / "o"), "collection_name": "incidents", "dimension": dim,
+            "distance_metric": "Euclidean", "vector_type": "Float32"}
+    # without overwrite: 409, nothing changed, no backup taken
+    r = s.req("POST", "/collections/import", json_body=body)
+    assert r.status_code == 409 and r.json()["code"] == "already_exists"
+    assert "overwrite" in r.json()["error"]
+    assert checksum(all_points(s, "incidents")) == old
+    assert s.ok("GET", "/collections/incidents/backups") == []
+    # with overwrite: backup, old one to the trash, new one in place
+    rep = s.ok("POST", "/collections/import", dict(body, overwrite=True))
+    assert rep["imported"] == n and rep["skipped"] == 0
+    assert rep["backup_id"].endswith("-pre-import") and rep["replaced_trash_id"].startswith("incidents.")
+    assert s.ok("GET", "/collections/incidents")["vector_count"] == n
+    assert s.req("GET", "/collections/incidents/vectors/old0").status_code == 404
+    got = all_points(s, "incidents")
+    assert sorted(got) == sorted(e["id"] for e in expected)
+    backups = s.ok("GET", "/collections/incidents/backups")
+    assert [(b["backup_id"], b["reason"], b["vector_count"]) for b in backups] == [(rep["backup_id"], "pre-import", 20)]
+    assert s.ok("POST", "/backups/incidents/%s/verify" % rep["backup_id"])["valid"] is True
+    trash = s.ok("GET", "/collections/deleted")
+    assert [(t["name"], t["vector_count"]) for t in trash] == [("incidents", 20)]
+    # the backup brings the replaced collection back, identical
+    s.ok("POST", "/collections/incidents/restore", {"source": "backup", "backup_id": rep["backup_id"],
+                                                    "new_name": "incidents_before"})
+    assert checksum(all_points(s, "incidents_before")) == old
+    # in a background job too: the result carries the backup id
+    r = s.req("POST", "/collections/import?wait=false", json_body=dict(body, collection_name="incidents_before",
+                                                                       overwrite=True, skip_backup=True))
+    assert r.status_code == 202
+    url = r.json()["data"]["status_url"]
+    t_end = time.time() + 60
+    while True:
+        st = s.ok("GET", url)
+        if st["state"] != "running":
+            break
+        assert time.time() < t_end
+        time.sleep(0.05)
+    assert st["state"] == "succeeded", st
+    assert st["result"]["backup_id"] is None and st["result"]["replaced_trash_id"].startswith("incidents_before.")
+    assert s.ok("GET", "/collections/incidents_before")["vector_count"] == n
+    # audited with the backup id; all of it survives a restart
+    lines = [a for a in s.ok("GET", "/audit?limit=1000") if isinstance(a, dict) and a.get("action") == "import"]
+    assert any(rep["backup_id"] in (a.get("detail") or "") and a.get("outcome") == "ok" for a in lines)
+    s.restart()
+    assert checksum(all_points(s, "incidents")) == checksum(got)
+    assert not os.path.exists(os.path.join(s.data_dir, ".importing")) or \
+        os.listdir(os.path.join(s.data_dir, ".importing")) == []
+
+
+def test_kill9_during_an_overwriting_import_leaves_the_old_or_the_new_collection(server_factory, tmp_path):
+    """SIGKILL at a random moment of an import that replaces a live collection,
+    >= 10 rounds: after the restart the name holds the old collection
+    (identical) or the complete new one, never neither and never a mix."""
+    import random
+    rng = random.Random(1234)
+    roots = tmp_path / "orphans"
+    roots.mkdir()
+    dim = 32
+    n = 400 if (QUICK or ASAN) else 2000
+    rounds = 10
+    make_legacy(roots / "o", n, dim, 9)
+    s = server_factory(args=["--import-root", str(roots)])
+    body = {"orphaned_path": str(roots / "o"), "collection_name": "victim", "dimension": dim,
+            "distance_metric": "Euclidean", "vector_type": "Float32", "overwrite": True}
+    # how long one import takes, to spread the kills over it
+    s.create("victim", dim)
+    t0 = time.time()
+    s.ok("POST", "/collections/import", body)
+    span = time.time() - t0
+    seen = {"old": 0, "new": 0}
+    for rnd in range(rounds):
+        s.ok("DELETE", "/collections/victim/hard-delete?skip_backup=true")
+        s.create("victim", dim)
+        s.batch("victim", [{"id": "r%d-%d" % (rnd, i), "data": [float(rnd + i + k) for k in range(dim)]}
+                           for i in range(50)])
+        old = checksum(all_points(s, "victim"))
+        r = s.req("POST", "/collections/import?wait=false", json_body=body)
+        assert r.status_code == 202
+        time.sleep(rng.uniform(0, span * 1.2))
+        s.kill9()
+        s.start()
+        info = s.req("GET", "/collections/victim")
+        assert info.status_code == 200, "round %d: the name holds nothing: %s" % (rnd, info.text)
+        count = info.json()["data"]["vector_count"]
+        if count == n:
+            seen["new"] += 1
+            assert "r%d-0" % rnd not in all_points(s, "victim")
+        else:
+            assert count == 50 and checksum(all_points(s, "victim")) == old, (rnd, count)
+            seen["old"] += 1
+        for d in (".staging", ".importing"):
+            p = os.path.join(s.data_dir, d)
+            assert not os.path.exists(p) or os.listdir(p) == [], (rnd, d, os.listdir(p))
+    print("kill -9 during an overwriting import: %s" % seen)
+    assert seen["old"] + seen["new"] == rounds
