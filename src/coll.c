@@ -584,10 +584,9 @@ static void batch_apply(dv_coll *c, batch *b, uint32_t *new_slots, int defer_ind
 static void poison(dv_coll *c, dv_code code, const char *msg)
 {
     if (atomic_exchange(&c->poisoned, 1) == 0) {
-        /* XXX: the wal reports a failed fsync as DV_EFATAL whatever the
-         * errno; the errno text in its message is how a full disk is told
-         * apart (a structured cause from wal.h would be better). */
-        c->poison_code = code == DV_ENOSPC || (msg && strstr(msg, strerror(ENOSPC))) ? DV_ENOSPC : code;
+        /* The wal and snapshot writers report a full disk as DV_ENOSPC,
+         * from write and from fsync alike (wal.h). */
+        c->poison_code = code;
         snprintf(c->poison_msg, sizeof c->poison_msg, "%.255s", msg);
     }
 }

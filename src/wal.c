@@ -109,6 +109,7 @@ struct wal {
     uint64_t next_seq;
     uint64_t written_seq, synced_seq;
     int syncing, poisoned, stop;
+    dv_code sync_fail;        /* code of the failed fsync (DV_ENOSPC / DV_EFATAL) for its waiters */
     int n_copying;            /* wal_copy_to calls running: truncation waits */
     uint64_t seg_max;
 
@@ -356,9 +357,12 @@ static dv_code sync_upto(wal *w, uint64_t seq, dv_err *err)
             /* The kernel may have dropped the dirty pages it failed to write
              * and marked them clean: a retry could "succeed" without the data.
              * Refuse everything until reopen re-reads the disk. */
+            /* ENOSPC from fsync (delayed allocation, thin provisioning)
+             * keeps its own code: the caller may heal once space is back. */
             w->poisoned = 1;
+            w->sync_fail = e == ENOSPC ? DV_ENOSPC : DV_EFATAL;
             pthread_cond_broadcast(&w->cv);
-            return dv_errorf(err, DV_EFATAL, "wal: %s: fsync failed: %s; the wal is poisoned until reopen", w->dir,
+            return dv_errorf(err, w->sync_fail, "wal: %s: fsync failed: %s; the wal is poisoned until reopen", w->dir,
                              strerror(e));
         }
         if (target > w->synced_seq)
@@ -366,7 +370,10 @@ static dv_code sync_upto(wal *w, uint64_t seq, dv_err *err)
         pthread_cond_broadcast(&w->cv);
     }
     if (w->synced_seq < seq)
-        return dv_errorf(err, DV_EFATAL, "wal: %s: poisoned by an earlier write or fsync failure; reopen", w->dir);
+        /* Waiters of a failed fsync get its code: their records are in the
+         * same state as the leader's. */
+        return dv_errorf(err, w->sync_fail ? w->sync_fail : DV_EFATAL,
+                         "wal: %s: poisoned by an earlier write or fsync failure; reopen", w->dir);
     return DV_OK;
 }
 
@@ -391,8 +398,9 @@ static dv_code rotate_locked(wal *w, uint64_t first_seq, dv_err *err)
         stats_add_fsync(w, dv_mono_s() - t0);
         if (rc != 0) {
             w->poisoned = 1;
+            w->sync_fail = e == ENOSPC ? DV_ENOSPC : DV_EFATAL;
             pthread_cond_broadcast(&w->cv);
-            return dv_errorf(err, DV_EFATAL, "wal: %s: fsync before rotate failed: %s; poisoned until reopen",
+            return dv_errorf(err, w->sync_fail, "wal: %s: fsync before rotate failed: %s; poisoned until reopen",
                              w->dir, strerror(e));
         }
         w->synced_seq = w->written_seq;

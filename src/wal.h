@@ -7,7 +7,8 @@
  * Group commit: concurrent wal_append callers share one fsync; each returns
  * only when its own record is durable (policy ALWAYS). A failed write or
  * fsync poisons the wal: that append returns the I/O error (DV_EIO, DV_ENOSPC;
- * DV_EFATAL for a failed fsync and for every appender waiting on it), and
+ * for a failed fsync DV_ENOSPC if its errno was ENOSPC, else DV_EFATAL, and
+ * the same code to every appender waiting on that fsync), and
  * every later append, sync and rotate returns DV_EFATAL until the wal is
  * closed and reopened (reopen re-reads the disk and cuts a half-written record).
  *
