@@ -1,0 +1,116 @@
+#!/bin/sh
+# bench/section_recovery.sh OUT RES SMOKE - issue 5's recovery benchmark:
+# an orphaned collection in the original d-vecDB format (80,000 x 1536
+# clustered float32 with metadata: 500 MB of records in a 512 MiB pre-sized
+# vectors.bin; smoke: 400 x 64) is imported through the public API
+# (bench/recovery_bench.c), then soft-deleted and restored from the trash 3
+# times, backed up and the backup verified; the index build is compared with
+# native hnswlib building the same vectors (bench/recovery_bench.cpp) and the
+# import with merely reading the file (cat, and read(2) in the driver).
+# Every step checks its result (exact counts, sampled points bit-exact with
+# metadata, the collection identical after each restore, the backup
+# verifies): a failed check fails the section. Writes RES/recovery.jsonl and
+# RES/section-recovery.md. The orphan is generated once per size under
+# OUT/recovery/ and reused.
+set -eu
+cd "$(dirname "$0")/.."
+OUT=$1
+RES=$2
+SMOKE=${3:-0}
+PY=/usr/bin/python3
+BIN=bench/out/bin
+LIB=${BENCH_LIB:-build/libdvecdb.a}
+[ -n "${BENCH_LIB:-}" ] || make -s build/libdvecdb.a
+mkdir -p "$BIN" "$RES"
+stale() {
+    out=$1; shift
+    [ -e "$out" ] || return 0
+    for f in "$@"; do [ "$f" -nt "$out" ] && return 0; done
+    return 1
+}
+if stale $BIN/recovery_bench bench/recovery_bench.c bench/recovery_bench.h "$LIB" include/dvecdb.h; then
+    cc -std=c11 -O3 -g -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude -Ibench -pthread \
+        bench/recovery_bench.c "$LIB" -o $BIN/recovery_bench -ljansson -lxxhash -lm
+fi
+if stale $BIN/recovery_bench_hnswlib bench/recovery_bench.cpp bench/recovery_bench.h /usr/include/hnswlib/hnswalg.h; then
+    g++ -std=c++17 -O3 -march=native -g -Wall -Wextra -Werror -pthread -Ibench \
+        bench/recovery_bench.cpp -o $BIN/recovery_bench_hnswlib
+fi
+if [ "$SMOKE" = 1 ]; then N=400; DIM=64; REPS=2; else N=80000; DIM=1536; REPS=3; fi
+THREADS=$(nproc)
+W=$OUT/recovery
+ROOT=$W/root
+ORPHAN=$ROOT/orphan-$N-$DIM
+J=$RES/recovery.jsonl
+: >"$J"
+mkdir -p "$ROOT"
+if stale "$ORPHAN/done" bench/recovery_bench.h; then
+    rm -rf "$ORPHAN"
+    echo "== recovery: generating the orphan ($N x $DIM, original format)" >&2
+    $BIN/recovery_bench gen "$ORPHAN" $N $DIM >"$W/gen.json"
+    touch "$ORPHAN/done"
+fi
+cat "$W/gen.json" >>"$J"
+# reading the file alone: cat, warm (the import reads it warm too)
+cat "$ORPHAN/vectors.bin" >/dev/null
+t0=$(date +%s.%N)
+cat "$ORPHAN/vectors.bin" >/dev/null
+t1=$(date +%s.%N)
+$PY -c "import sys; print('{\"what\":\"cat\",\"bytes\":%d,\"seconds\":%.4f}' % (int(sys.argv[3]), float(sys.argv[2]) - float(sys.argv[1])))" \
+    "$t0" "$t1" "$(stat -c %s "$ORPHAN/vectors.bin")" >>"$J"
+rm -rf "$W/db"
+echo "== recovery: import, soft delete/restore x$REPS, backup, verify" >&2
+$BIN/recovery_bench run "$W/db" "$ROOT" "$ORPHAN" $N $DIM $REPS >>"$J"
+rm -rf "$W/db"
+echo "== recovery: native hnswlib build of the same vectors ($THREADS threads)" >&2
+$BIN/recovery_bench_hnswlib $N $DIM "$THREADS" >>"$J"
+$PY - "$J" "$RES/section-recovery.md" "$SMOKE" <<'PYEOF'
+import json, sys
+rows = {}
+for line in open(sys.argv[1]):
+    if line.strip():
+        o = json.loads(line)
+        rows[o["what"]] = o
+r, cat, hl, gen = rows["recovery"], rows["cat"], rows["hnswlib_build"], rows["gen"]
+assert r["checks_failed"] == 0 and r["identical_after_restore"], r
+assert r["import"]["imported"] == r["n"] and r["import"]["skipped"] == 0, r
+im = r["import"]
+med = lambda xs: sorted(xs)[len(xs) // 2]
+mb = lambda b: b / 1e6
+ms = lambda s: "%.1f ms" % (s * 1e3)
+read_s = min(cat["seconds"], r["read_s"])
+out = []
+out.append("## Recovery (issue 5)\n")
+out.append("An orphaned collection in the original d-vecDB format (`vectors.bin`: %s x %d clustered float32 with "
+           "a two-entry metadata map each, %.0f MB of records in a %.0f MiB pre-sized file), imported through the "
+           "public API (`bench/recovery_bench.c`, `bench/section_recovery.sh`), then soft-deleted and restored "
+           "from the trash %d times, backed up and the backup verified. Every step is checked: %d imported, none "
+           "skipped, sampled points bit-exact with their metadata, the collection identical (digest over ids, "
+           "vectors, metadata) after each restore, the backup verifies with every vector.\n"
+           % ("{:,}".format(r["n"]), r["dim"], mb(gen["data_bytes"]), gen["file_bytes"] / 1048576, r["reps"],
+              im["imported"]))
+out.append("| step | time | note |")
+out.append("|---|---|---|")
+out.append("| read the file (`cat`, warm) | %s | %.0f MB/s; read(2) in the driver: %s |"
+           % (ms(cat["seconds"]), mb(cat["bytes"]) / cat["seconds"], ms(r["read_s"])))
+out.append("| import: decode + validate | %.2f s | records parsed, metadata decoded, ids deduplicated |" % im["read_decode_s"])
+out.append("| import: **data durable** (committed) | %.2f s | **%.1fx** the time to read the file (aim <= 2x) |"
+           % (im["durable_s"], im["durable_s"] / read_s))
+out.append("| import: index build + its checkpoint | %.2f s | all cores (%d threads), one pass |"
+           % (im["index_s"], hl["threads"]))
+out.append("| native hnswlib build, same vectors | %.2f s | M 16, ef_construction 200, %d threads: ours is **%.2fx** |"
+           % (hl["seconds"], hl["threads"], im["index_s"] / hl["seconds"]))
+out.append("| import: placing it (rename, open) | %.2f s | the collection is searchable after this |" % im["place_s"])
+out.append("| import, total | %.2f s | |" % im["seconds"])
+out.append("| soft delete | %s | median of %s (aim < 50 ms) |" % (ms(med(r["drop_s"])), ", ".join(ms(x) for x in r["drop_s"])))
+out.append("| restore from the trash | %s | median of %s: the rename is O(1); the rest is opening %.0f MB (vectors, index) |"
+           % (ms(med(r["restore_s"])), ", ".join(ms(x) for x in r["restore_s"]), mb(r["collection_disk_bytes"])))
+out.append("| backup | %s | %.0f MB logical, %.2f MB of its own blocks (snapshot files hard-linked); aim < 200 ms |"
+           % (ms(r["backup_s"]), mb(r["backup_size_bytes"]), mb(r["backup_own_bytes"])))
+out.append("| verify the backup | %.2f s | re-reads and hashes every file, opens the copy read-only, counts |" % r["verify_s"])
+out.append("")
+if sys.argv[3] == "1":
+    out.append("(smoke sizes: the figures say nothing)\n")
+open(sys.argv[2], "w").write("\n".join(out) + "\n")
+PYEOF
+echo "== recovery: ok" >&2
