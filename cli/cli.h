@@ -176,8 +176,9 @@ void out_progress_show(out_progress *p, uint64_t count, uint64_t total, double f
                        const char *extra, int force);
 void out_progress_end(out_progress *p);
 /* Shortest-ish decimal of a finite float32 (at most 9 significant digits,
- * JSON syntax) into buf (>= 24 bytes); returns the length. strtof of the
- * text gives f back exactly. */
+ * JSON syntax) into buf; returns the length (<= 16). It may write bytes
+ * beyond the text, up to buf + 24: buf must have 24 bytes. No NUL. strtof
+ * of the text gives f back exactly. */
 size_t out_f32(char *buf, float f);
 /* 12345678 -> "12,345,678" */
 void out_commas(uint64_t v, char *buf, size_t cap);
@@ -249,8 +250,14 @@ dv_code ckpt_ident_of(const char *path, ckpt_ident *out, dv_err *err);
  * a UUIDv8 built from XXH3-128 of ("dvecdb-ingest-v1", head hash, size,
  * recno). The same input and record always give the same id. */
 void ckpt_derive_id(const ckpt_ident *id, uint64_t recno, char out[37]);
-/* Write st to path atomically: temp file, fsync, rename, fsync directory. */
+/* Write st to path atomically: temp file, fsync, rename, fsync directory
+ * (ckpt_render + ckpt_write). */
 dv_code ckpt_save(const char *path, const ckpt_state *st, dv_err *err);
+/* The checkpoint document of st as one line of JSON (*out malloc'd). */
+dv_code ckpt_render(const ckpt_state *st, char **out, dv_err *err);
+/* Write a rendered document to path atomically, as ckpt_save. The temp file
+ * is named after the process: callers serialize their writes. */
+dv_code ckpt_write(const char *path, const char *text, dv_err *err);
 /* Load path into *st (st->acked allocated). DV_ENOTFOUND if absent,
  * DV_ECORRUPT if unparseable. */
 dv_code ckpt_load(const char *path, ckpt_state *st, dv_err *err);

@@ -127,7 +127,7 @@ static dv_code write_all(int fd, const char *p, size_t n, const char *path, dv_e
     return DV_OK;
 }
 
-dv_code ckpt_save(const char *path, const ckpt_state *st, dv_err *err)
+dv_code ckpt_render(const ckpt_state *st, char **out, dv_err *err)
 {
     json_t *acked = json_array();
     for (size_t i = 0; i < st->n_acked; i++)
@@ -149,6 +149,12 @@ dv_code ckpt_save(const char *path, const ckpt_state *st, dv_err *err)
     json_decref(doc);
     if (!text)
         return dv_errorf(err, DV_ENOMEM, "ingest: checkpoint: out of memory");
+    *out = text;
+    return DV_OK;
+}
+
+dv_code ckpt_write(const char *path, const char *text, dv_err *err)
+{
     char tmp[PATH_MAX + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     dv_code rc = DV_OK;
@@ -157,9 +163,7 @@ dv_code ckpt_save(const char *path, const ckpt_state *st, dv_err *err)
         rc = dv_errorf(err, DV_EIO, "ingest: checkpoint: create %s: %s", tmp, strerror(errno));
         goto fail;
     }
-    size_t len = strlen(text);
-    text[len] = '\n';
-    if ((rc = write_all(fd, text, len + 1, tmp, err)))
+    if ((rc = write_all(fd, text, strlen(text), tmp, err)) || (rc = write_all(fd, "\n", 1, tmp, err)))
         goto fail_fd;
     /* Without this fsync a crash after the rename could leave the new name
      * pointing at a file whose data never reached the disk (empty/torn). */
@@ -185,12 +189,20 @@ dv_code ckpt_save(const char *path, const ckpt_state *st, dv_err *err)
         fsync(dfd);
         close(dfd);
     }
-    free(text);
     return DV_OK;
 fail_fd:
     close(fd);
 fail:
     unlink(tmp);
+    return rc;
+}
+
+dv_code ckpt_save(const char *path, const ckpt_state *st, dv_err *err)
+{
+    char *text = NULL;
+    dv_code rc = ckpt_render(st, &text, err);
+    if (rc == DV_OK)
+        rc = ckpt_write(path, text, err);
     free(text);
     return rc;
 }

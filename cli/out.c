@@ -205,37 +205,54 @@ size_t out_f32(char *buf, float f)
     }
     if (q >= 1000000000u)
         q = (q + 5) / 10; /* rounding carried into a tenth digit */
-    char dig[10];
-    for (int i = 8; i >= 0; i--) {
-        dig[i] = (char)('0' + q % 10);
-        q /= 10;
-    }
+    /* The 9 digits, two at a time from a table (the ingest hot path formats
+     * every component of every vector: the client must not be the
+     * bottleneck); dig has slack so fixed-size copies below may over-read. */
+    static const char d2[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
+    char dig[24] = {0};
+    uint32_t q32 = (uint32_t)q, lo8 = q32 % 100000000u;
+    uint32_t hi4 = lo8 / 10000u, lo4 = lo8 % 10000u;
+    dig[0] = (char)('0' + q32 / 100000000u);
+    memcpy(dig + 1, d2 + 2 * (hi4 / 100), 2);
+    memcpy(dig + 3, d2 + 2 * (hi4 % 100), 2);
+    memcpy(dig + 5, d2 + 2 * (lo4 / 100), 2);
+    memcpy(dig + 7, d2 + 2 * (lo4 % 100), 2);
     int nd = 9;
     while (nd > 1 && dig[nd - 1] == '0')
         nd--;
-    if (e10 >= -5 && e10 < 9) {
-        if (e10 < 0) { /* 0.000ddd */
-            *o++ = '0';
+    /* Fixed-size copies write past the text's end (never past buf + 24);
+     * the returned length excludes those bytes. */
+    if (e10 >= 0 && e10 < 9) { /* ddd.ddd or ddd000: dig holds the zeros */
+        memcpy(o, dig, 16);
+        o += e10 + 1;
+        if (nd > e10 + 1) {
             *o++ = '.';
-            for (int i = -1; i > e10; i--)
-                *o++ = '0';
-            memcpy(o, dig, (size_t)nd);
-            o += nd;
-        } else { /* ddd.ddd or ddd000 */
-            for (int i = 0; i <= e10 || i < nd; i++) {
-                if (i == e10 + 1)
-                    *o++ = '.';
-                *o++ = i < nd ? dig[i] : '0';
-            }
+            memcpy(o, dig + e10 + 1, 8);
+            o += nd - (e10 + 1);
         }
-    } else {
+    } else if (e10 >= -5 && e10 < 0) { /* 0.000ddd */
+        memcpy(o, "0.0000", 6);
+        o += 2 + (-e10 - 1);
+        memcpy(o, dig, 16);
+        o += nd;
+    } else { /* d.ddde-12 */
         *o++ = dig[0];
         if (nd > 1) {
             *o++ = '.';
-            memcpy(o, dig + 1, (size_t)nd - 1);
+            memcpy(o, dig + 1, 8);
             o += nd - 1;
         }
-        o += sprintf(o, "e%d", e10);
+        *o++ = 'e';
+        int x = e10;
+        if (x < 0) {
+            *o++ = '-';
+            x = -x;
+        }
+        if (x >= 10)
+            *o++ = (char)('0' + x / 10);
+        *o++ = (char)('0' + x % 10);
     }
     return (size_t)(o - buf);
 }
