@@ -59,9 +59,13 @@ t1=$(date +%s.%N)
 $PY -c "import sys; print('{\"what\":\"cat\",\"bytes\":%d,\"seconds\":%.4f}' % (int(sys.argv[3]), float(sys.argv[2]) - float(sys.argv[1])))" \
     "$t0" "$t1" "$(stat -c %s "$ORPHAN/vectors.bin")" >>"$J"
 rm -rf "$W/db"
+# the machine is shared: the load before each long step goes with the figures
+load() { echo "{\"what\":\"load_$1\",\"load1\":$(cut -d' ' -f1 /proc/loadavg)}" >>"$J"; }
+load import
 echo "== recovery: import, soft delete/restore x$REPS, backup, verify" >&2
 $BIN/recovery_bench run "$W/db" "$ROOT" "$ORPHAN" $N $DIM $REPS >>"$J"
 rm -rf "$W/db"
+load hnswlib
 echo "== recovery: native hnswlib build of the same vectors ($THREADS threads)" >&2
 $BIN/recovery_bench_hnswlib $N $DIM "$THREADS" >>"$J"
 $PY - "$J" "$RES/section-recovery.md" "$SMOKE" <<'PYEOF'
@@ -108,6 +112,10 @@ out.append("| restore from the trash | %s | median of %s: the rename is O(1); th
 out.append("| backup | %s | %.0f MB logical, %.2f MB of its own blocks (snapshot files hard-linked); aim < 200 ms |"
            % (ms(r["backup_s"]), mb(r["backup_size_bytes"]), mb(r["backup_own_bytes"])))
 out.append("| verify the backup | %.2f s | re-reads and hashes every file, opens the copy read-only, counts |" % r["verify_s"])
+out.append("")
+out.append("Load average (1 min) before the import: %s, before the hnswlib build: %s, on %d cores shared with "
+           "other jobs: the index build figures compare runs minutes apart, not interleaved."
+           % (rows["load_import"]["load1"], rows["load_hnswlib"]["load1"], hl["threads"]))
 out.append("")
 if sys.argv[3] == "1":
     out.append("(smoke sizes: the figures say nothing)\n")
