@@ -225,6 +225,11 @@ void dv_coll_close(dv_coll *coll);
  * Free with dv_free(). */
 dv_code dv_db_list(dv_db *db, dv_coll_info **out, size_t *n_out, dv_err *err);
 dv_code dv_coll_info_get(dv_coll *coll, dv_coll_info *out, dv_err *err);
+/* The collection's configuration (defaults filled in). It never changes
+ * after create, so this takes no lock and never waits for a writer or a
+ * checkpoint - unlike dv_coll_info_get, which measures the files and the
+ * WAL. Use it on hot paths (e.g. to check a query's dimension). */
+void dv_coll_config_get(const dv_coll *coll, dv_coll_config *out);
 
 /* Write a checkpoint now (snapshot + WAL cut). */
 dv_code dv_coll_checkpoint(dv_coll *coll, dv_err *err);

@@ -239,16 +239,16 @@ static int parse_points(srv_req *r, json_t **items, size_t n, const char *path_i
     return 0;
 }
 
-/* The collection's dimension (for early, precise dimension errors). */
+/* The collection's dimension (for early, precise dimension errors). From
+ * the immutable config: dv_coll_info_get would wait for the collection's
+ * writer (it reads the WAL size under the writer mutex) and walk its
+ * directory, which made every search wait for the batch insert in progress. */
 static int coll_dim(srv_req *r, dv_coll *coll, uint32_t *dim)
 {
-    dv_coll_info ci;
-    dv_err err = {0};
-    if (dv_coll_info_get(coll, &ci, &err) != DV_OK) {
-        srv_reply_dv(r, &err);
-        return -1;
-    }
-    *dim = ci.config.dim;
+    (void)r;
+    dv_coll_config cfg;
+    dv_coll_config_get(coll, &cfg);
+    *dim = cfg.dim;
     return 0;
 }
 

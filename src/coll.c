@@ -1190,6 +1190,11 @@ dv_code dv_coll_info_get(dv_coll *c, dv_coll_info *out, dv_err *err)
     return DV_OK;
 }
 
+void dv_coll_config_get(const dv_coll *c, dv_coll_config *out)
+{
+    *out = c->cfg; /* immutable after open */
+}
+
 const char *coll_dir(const dv_coll *c)
 {
     return c->dir;
