@@ -233,7 +233,8 @@ class Soak:
             time.sleep(0.5)
             samples.append({"t": round(time.time() - t_start, 1), "rss_kib": rss_kib(self.proc.pid),
                             "fds": n_fds(self.proc.pid), "p99_ms": w["p99_ms"], "p50_ms": w["p50_ms"],
-                            "rps": w["rps"], "writes": self.n_write})
+                            "rps": w["rps"], "writes": self.n_write,
+                            "loadavg1": round(os.getloadavg()[0], 2)})
             print("soak: %s" % json.dumps(samples[-1]), flush=True)
         self.stop.set()
         for t in threads:
@@ -248,6 +249,8 @@ class Soak:
         p99_drift = (p99_last - p99_first) / p99_first
         summary = {
             "minutes": a.minutes, "load": a.load,
+            "finished_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine_loadavg1_max": max(x.get("loadavg1", 0) for x in samples) if samples else 0,
             "capacity_batches_per_s": round(wcap, 1), "capacity_searches_per_s": round(scap, 1),
             "searches": self.n_search, "writes": self.n_write, "errors": len(self.errors),
             "error_examples": self.errors[:5], "warmup_s": warm,
