@@ -63,7 +63,7 @@ static const opt_def options[] = {
     {"log-level",           0,   "server.log_level monitoring.log_level",   K_LEVEL,    "info",      "error | warn | info | debug"},
     {"api-key",             0,   "server.api_key",                          K_STR,      "",          "admin key: every route but /health /livez /readyz needs it"},
     {"read-only-api-key",   0,   "server.read_only_api_key",                K_STR,      "",          "read-only key: GET routes and search"},
-    {"threads",             0,   "server.threads server.workers",           K_UINT,     "0",         "HTTP worker threads (0 = number of CPUs)"},
+    {"threads",             0,   "server.threads server.workers",           K_UINT,     "0",         "0: a thread per connection; N: a pool of N epoll threads"},
     {"fsync",               0,   "storage.fsync storage.fsync_policy",      K_FSYNC,    "always",    "WAL fsync policy: always | interval | never"},
     {"fsync-interval-ms",   0,   "storage.fsync_interval_ms",               K_UINT,     "100",       "period of --fsync interval"},
     {"max-body-mb",         0,   "server.max_body_mb",                      K_MB,       "64",        "largest request body, MiB (413 above, before reading it)"},
@@ -412,11 +412,6 @@ static int load_config(int argc, char **argv)
         snprintf(where, sizeof where, "flag --%s", o->flag);
         if (apply(o, val, SRC_FLAG, where) < 0)
             return -1;
-    }
-    srv_config *c = &g_srv.cfg;
-    if (c->threads == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        c->threads = n > 0 ? (unsigned)n : 1;
     }
     return 0;
 }

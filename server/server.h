@@ -31,7 +31,7 @@ typedef struct srv_config {
     int log_level;          /* SRV_LOG_* */
     char api_key[256];      /* empty = no auth (loopback only) */
     char ro_key[256];       /* read-only key, optional */
-    unsigned threads;       /* HTTP thread pool */
+    unsigned threads;       /* 0: a thread per connection; N: a pool of N epoll threads */
     dv_fsync_policy fsync;
     uint32_t fsync_interval_ms;
     uint64_t max_body;      /* bytes */
