@@ -20,12 +20,27 @@
  * directory every file is opened by its realpath'd name after the same
  * check, with O_NOFOLLOW. The source is only ever read.
  *
- * Invariants: the new collection is built in .staging (coll_create_at, bulk
- * upserts in batches, a checkpoint that builds the index on every core) and
- * published by one rename into collections/<name> under the catalog lock,
- * then attached: a crash before that rename leaves only staging debris; the
- * name is checked twice (early, and under the lock at the commit); free
- * space is checked before anything is written (DV_ENOSPC with the numbers).
+ * Invariants (docs/recovery.md, "Import"):
+ *   - decoded points are validated as an upsert would validate them and
+ *     kept in memory; they become generation 1 of a new collection in
+ *     .staging/import-<name>-... (vectors and ids files, no index, manifest
+ *     last), so the data is durable before any index work;
+ *   - commit of the data: under the catalog lock (the name checked again:
+ *     live and no overwrite is DV_EEXIST) one rename to .importing/<name>;
+ *     before it a crash leaves staging debris only, after it the next open
+ *     finishes the import (import_finish_pending);
+ *   - the index is built without any lock by opening that directory (the
+ *     engine links every vector in one hnsw_build on every core) and made
+ *     durable by a checkpoint;
+ *   - placement, under the catalog lock: with overwrite, the live
+ *     collection's pre-import backup (unless skip_backup) and its move to
+ *     the trash, then the rename into collections/<name> and the attach. The
+ *     name holds the old collection or the new one at every instant a crash
+ *     can observe (counting the finish at open), never neither;
+ *   - an error after the commit of the data undoes it (back into staging,
+ *     the old collection out of the trash): an error means nothing imported;
+ *   - free space is checked before anything is written (DV_ENOSPC with the
+ *     numbers).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -703,7 +718,9 @@ static dv_code finish_locked(dv_db *db, const char *name, const char *pend, dv_c
     }
     if ((rc = rec_mkdir_durable(cdir, err)) != DV_OK)
         goto undo;
-    /* The commit point of the replacement: the name holds the new collection. */
+    /* The commit point of the replacement: the name holds the new collection.
+     * A crash before it leaves the old one live, or (after the drop above)
+     * the import in .importing, which the next open renames into place. */
     if ((rc = rec_rename_durable(pend, live, 1, err)) != DV_OK)
         goto undo;
     drop_mark(live);
