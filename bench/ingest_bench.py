@@ -295,7 +295,8 @@ def main():
                     if kind == "faults":
                         q = a.fault_rate / 4
                         proxy = FaultProxy(srv.port, seed=1000 + k, p_reset=q, p_drop_after=q, p_503=q, p_429=q,
-                                           match=lambda m, p: m == "POST" and p.endswith("/vectors/batch")).start()
+                                           match=lambda m, p: m == "POST" and p.endswith("/vectors/batch"),
+                                           ids_by_regex=True).start()
                         url = proxy.url
                     try:
                         wall, ccpu, rep, argv = leg_cli(a.cli, url, name, path, bs, par, work, tag)
