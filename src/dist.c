@@ -131,11 +131,22 @@ int dist_normalize(float *v, size_t n)
  * also right under -ffast-math. */
 int dist_all_finite(const float *v, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &v[i], sizeof u);
-        if ((u & 0x7f800000u) == 0x7f800000u)
+    /* Branch-free over blocks of 64 so the compiler vectorizes it (it runs
+     * over every vector at open: a per-element early exit made it 11% of
+     * reopening Fashion-MNIST). A float is NaN or infinite iff its exponent
+     * bits are all ones. */
+    size_t i = 0;
+    while (i < n) {
+        size_t m = n - i < 64 ? n - i : 64;
+        uint32_t bad = 0;
+        for (size_t j = 0; j < m; j++) {
+            uint32_t u;
+            memcpy(&u, &v[i + j], sizeof u);
+            bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
+        }
+        if (bad)
             return 0;
+        i += m;
     }
     return 1;
 }
