@@ -2,30 +2,35 @@
 batch-insert throughput, with and without injected faults.
 
 For each dataset (Fashion-MNIST 60,000 x 784 Euclidean, synthetic 20,000 x
-1536 cosine; tiny versions with --smoke) three kinds of leg run, each against
-a freshly started build/vectordb-server on a fresh data directory (same flags
-every time, WAL fsync policy `always`, the server's default) and into a fresh
-collection with the engine's default index (M=16, ef_construction=200):
+1536 cosine; tiny versions with --smoke) three kinds of leg load the whole
+file, each into its own freshly started build/vectordb-server (fresh data
+directory, the same flags, WAL fsync policy `always`, the server's default)
+and collection (the engine's default index, M=16, ef_construction=200), in
+batches of --batch-size with --parallel requests in flight:
 
   server  the reference: POST /collections/NAME/vectors/batch of pre-encoded
-          JSON bodies (the same batch size, the same kind of ids and the same
-          9-significant-digit floats the CLI sends), keep-alive connections,
-          PARALLEL threads: the server's own batch-insert throughput;
-  cli     vectordb-cli ingest FILE.fvecs --batch-size B --parallel P (wall
-          time of the whole process);
-  faults  the same through tests/e2e/fault_proxy.py faulting 5 % of the batch
-          requests (resets before forwarding, responses dropped after the
-          server committed, 503 and 429 with Retry-After), evenly split.
+          JSON bodies (the same batch size, ids of the same length and the
+          same 9-significant-digit floats the CLI sends) from --parallel
+          threads on keep-alive connections: the server's own throughput;
+  cli     vectordb-cli ingest FILE.fvecs (wall time of the whole process);
+  faults  the same through tests/e2e/fault_proxy.py faulting --fault-rate of
+          the batch requests (resets before forwarding, responses dropped
+          after the server committed, 503 and 429 with Retry-After), evenly
+          split.
 
-The legs run in the order server, cli, faults, faults, cli, server (once
-each with --smoke), so a drift in the machine's load hits every kind alike;
-a kind's rate is its total vectors over its total time. Every leg is
-checked: the collection holds exactly N vectors with N distinct ids; the CLI
-exits 0 and reports N sent, 0 failed; with faults, each injected fault
-caused exactly one CLI retry and the ids the server committed are exactly N.
-A failed check exits 1 (fails make bench / the bench smoke in make test).
+The machine is shared, and its load changes by the minute: so the kinds take
+turns, --turns slices of the file each (the CLI ingests each slice as its own
+.fvecs file), in the order server, cli, faults, then reversed, alternately.
+Every kind's collection grows through the same sizes, and a change in load
+hits all kinds alike. A kind's rate is the file's vectors over its total time.
 
-Writes RES/ingest.jsonl (one line per leg, then one summary line per
+Checked (a failure exits 1, failing make bench and the bench smoke of make
+test): each collection ends with exactly N vectors and N distinct ids; every
+CLI run exits 0 reporting its records sent, 0 failed; behind the proxy each
+injected fault cost exactly one CLI retry and the ids the server committed
+are exactly the stored ones.
+
+Writes RES/ingest.jsonl (one line per turn, then one summary line per
 dataset) and RES/section-ingest.md (the Markdown fragment for
 docs/benchmarks.md). Run by bench/section_ingest.sh.
 """
@@ -50,6 +55,7 @@ from fault_proxy import FaultProxy  # noqa: E402
 
 DATASETS = [("fmnist", "Euclidean", "Fashion-MNIST"), ("synth1536", "Cosine", "synthetic clustered")]
 FSYNC = "always"
+KINDS = ["server", "cli", "faults"]
 
 
 def free_port():
@@ -71,7 +77,7 @@ def bench_id(i):
     return "%08x-0000-8000-8000-%012x" % (0xbe9c4000, i)
 
 
-def encode_bodies(vecs, batch):
+def encode_bodies(vecs, batch, first_id=0):
     """The batch request bodies, encoded once before any leg runs. Floats as
     '%.9g' (9 significant digits, trailing zeros dropped): the same digits
     the CLI's out_f32 writes, so the server parses bodies of the same size."""
@@ -80,9 +86,15 @@ def encode_bodies(vecs, batch):
         parts = []
         for i in range(s, min(s + batch, len(vecs))):
             row = ",".join(["%.9g" % x for x in vecs[i].tolist()])
-            parts.append('{"id":"%s","data":[%s]}' % (bench_id(i), row))
+            parts.append('{"id":"%s","data":[%s]}' % (bench_id(first_id + i), row))
         bodies.append(('{"vectors":[' + ",".join(parts) + "]}").encode())
     return bodies
+
+
+def loadavg():
+    """The 1-minute load average: how much else wanted the cores."""
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
 
 
 def proc_cpu_s(pid):
@@ -243,24 +255,23 @@ def main():
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--fault-rate", type=float, default=0.05)
+    ap.add_argument("--turns", type=int, default=6, help="turns of each kind per dataset (see the module doc)")
     ap.add_argument("--datasets", default=",".join(d[0] for d in DATASETS))
     ap.add_argument("--index", type=json.loads, default=None,
                     help='index_config of the collections, e.g. \'{"max_connections": 4, "ef_construction": 8}\' '
                          '(a cheap index makes the client\'s share visible); default: the engine\'s')
-    ap.add_argument("--order", default=None, help="legs, e.g. server,cli,faults,faults,cli,server")
+    ap.add_argument("--kinds", default=",".join(KINDS), help="legs to run (default: all three)")
     ap.add_argument("--server", default=os.environ.get("BENCH_SERVER", os.path.join(ROOT, "build", "vectordb-server")))
     ap.add_argument("--cli", default=os.environ.get("BENCH_CLI", os.path.join(ROOT, "build", "vectordb-cli")))
     a = ap.parse_args()
     for b in (a.server, a.cli):
         if not os.access(b, os.X_OK):
             raise SystemExit("ingest bench: %s not built (make)" % b)
+    kinds = [k for k in KINDS if k in a.kinds.split(",")]
     work = os.path.join(a.out, "ingest-work")
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     os.makedirs(a.res, exist_ok=True)
-    order = ["server", "cli", "faults"] if a.smoke else ["server", "cli", "faults", "faults", "cli", "server"]
-    if a.order:
-        order = a.order.split(",")
     bs, par = a.batch_size, a.parallel
     rows, summaries = [], []
     t_all = time.monotonic()
@@ -268,85 +279,108 @@ def main():
         if ds not in a.datasets.split(","):
             continue
         path = os.path.abspath(os.path.join(a.out, ds + ".base.fvecs"))
-        vecs = load_fvecs(path)
-        n, dim = vecs.shape
+        raw = np.fromfile(path, dtype=np.int32)
+        dim = int(raw[0])
+        raw = raw.reshape(-1, dim + 1)
+        n = raw.shape[0]
+        vecs = raw[:, 1:].copy().view(np.float32)
+        # Slices of the input: the kinds take turns slice by slice, so a change
+        # in the machine's load hits every kind alike; each kind's collection
+        # grows through the same sizes.
+        step = -(-n // a.turns)
+        cuts = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         t0 = time.monotonic()
-        bodies = encode_bodies(vecs, bs)
+        files, bodies = [], []
+        for i, (lo, hi) in enumerate(cuts):
+            f = os.path.abspath(os.path.join(work, "%s.slice%d.fvecs" % (ds, i)))
+            raw[lo:hi].tofile(f)
+            files.append(f)
+            bodies.append(encode_bodies(vecs[lo:hi], bs, lo) if "server" in kinds else [])
         enc_s = time.monotonic() - t0
-        del vecs
-        body_mb = sum(len(b) for b in bodies) / 1e6
-        print("== ingest %s: %d x %d, %d batches of %d (%.0f MB of JSON, encoded in %.1f s)"
-              % (ds, n, dim, len(bodies), bs, body_mb, enc_s), file=sys.stderr)
-        legs = []
-        for k, kind in enumerate(order):
-            tag = "%s-%d-%s" % (ds, k, kind)
-            name = "%s_%d_%s" % (ds, k, kind)
-            srv = Server(a.server, work, tag)
-            proxy = None
-            try:
-                srv.create(name, dim, metric, a.index)
-                scpu0 = srv.cpu_s()
-                row = {"dataset": ds, "leg": k, "kind": kind, "n": n, "dim": dim, "batch_size": bs,
-                       "parallel": par, "fsync": FSYNC, "server_cmd": " ".join(srv.cmd[:1] + srv.cmd[3:])}
-                if kind == "server":
-                    wall, ccpu = leg_server(srv, name, bodies, par)
-                else:
-                    url = srv.url
-                    if kind == "faults":
-                        q = a.fault_rate / 4
-                        proxy = FaultProxy(srv.port, seed=1000 + k, p_reset=q, p_drop_after=q, p_503=q, p_429=q,
-                                           match=lambda m, p: m == "POST" and p.endswith("/vectors/batch"),
-                                           ids_by_regex=True).start()
-                        url = proxy.url
-                    try:
-                        wall, ccpu, rep, argv = leg_cli(a.cli, url, name, path, bs, par, work, tag)
-                    finally:
+        del vecs, raw
+        body_mb = sum(len(b) for sl in bodies for b in sl) / 1e6
+        print("== ingest %s: %d x %d in %d slices, batches of %d, %d in flight (%.0f MB of JSON, encoded in %.1f s)"
+              % (ds, n, dim, len(cuts), bs, par, body_mb, enc_s), file=sys.stderr)
+        srvs, legs, committed = {}, [], set()
+        try:
+            for kind in kinds:
+                srvs[kind] = Server(a.server, work, "%s-%s" % (ds, kind))
+                srvs[kind].create(ds + "_" + kind, dim, metric, a.index)
+            for r, (lo, hi) in enumerate(cuts):
+                for kind in (kinds if r % 2 == 0 else kinds[::-1]):
+                    srv, name = srvs[kind], ds + "_" + kind
+                    tag = "%s-%d-%s" % (ds, r, kind)
+                    row = {"dataset": ds, "slice": r, "records": [lo, hi], "kind": kind, "n": hi - lo, "dim": dim,
+                           "batch_size": bs, "parallel": par, "fsync": FSYNC, "loadavg_start": loadavg()}
+                    scpu0 = srv.cpu_s()
+                    if kind == "server":
+                        wall, ccpu = leg_server(srv, name, bodies[r], par)
+                    else:
+                        proxy, url = None, srv.url
+                        if kind == "faults":
+                            q = a.fault_rate / 4
+                            proxy = FaultProxy(srv.port, seed=1000 + r, p_reset=q, p_drop_after=q, p_503=q, p_429=q,
+                                               match=lambda m, p: m == "POST" and p.endswith("/vectors/batch"),
+                                               ids_by_regex=True).start()
+                            url = proxy.url
+                        try:
+                            wall, ccpu, rep, argv = leg_cli(a.cli, url, name, files[r], bs, par, work, tag)
+                        finally:
+                            if proxy:
+                                proxy.stop()
+                        row["cli_cmd"] = " ".join(os.path.relpath(x, ROOT) if x.startswith(ROOT + "/") else x
+                                                  for x in argv)
+                        row["cli_report"] = rep
+                        if rep.get("sent") != hi - lo or rep.get("failed") != 0 or not rep.get("complete"):
+                            raise SystemExit("ingest bench: %s: CLI report %s, expected %d sent, 0 failed"
+                                             % (tag, rep, hi - lo))
                         if proxy:
-                            proxy.stop()
-                    row["cli_cmd"] = " ".join([os.path.relpath(argv[0], ROOT)] + argv[1:])
-                    row["cli_report"] = rep
-                    if rep.get("sent") != n or rep.get("failed") != 0 or not rep.get("complete"):
-                        raise SystemExit("ingest bench: %s: CLI report %s, expected %d sent, 0 failed" % (tag, rep, n))
-                    if proxy:
-                        fates = {f: proxy.count(f) for f in ("pass", "reset", "drop_after", "503", "429")}
-                        faulted = sum(v for f, v in fates.items() if f != "pass")
-                        row["fates"] = fates
-                        row["fault_share"] = faulted / max(1, faulted + fates["pass"])
-                        if faulted == 0:
-                            raise SystemExit("ingest bench: %s: the proxy injected no fault" % tag)
-                        # Every fault costs the CLI exactly one re-send.
-                        if rep.get("retried") != faulted:
-                            raise SystemExit("ingest bench: %s: %d faults injected but the CLI retried %s times"
-                                             % (tag, faulted, rep.get("retried")))
-                        committed = set(i for b in proxy.committed_batches() for i in b)
-                        if len(committed) != n:
-                            raise SystemExit("ingest bench: %s: the server committed %d distinct ids, expected %d"
-                                             % (tag, len(committed), n))
-                scpu = srv.cpu_s() - scpu0
-                ids = srv.check_exact(name, n)
-                if proxy is not None and ids != committed:
-                    raise SystemExit("ingest bench: %s: stored ids differ from the committed ones" % tag)
-            finally:
+                            fates = {f: proxy.count(f) for f in ("pass", "reset", "drop_after", "503", "429")}
+                            faulted = sum(v for f, v in fates.items() if f != "pass")
+                            row["fates"] = fates
+                            # Every fault costs the CLI exactly one re-send.
+                            if rep.get("retried") != faulted:
+                                raise SystemExit("ingest bench: %s: %d faults injected but the CLI retried %s times"
+                                                 % (tag, faulted, rep.get("retried")))
+                            mine = set(i for b in proxy.committed_batches() for i in b)
+                            if len(mine) != hi - lo:
+                                raise SystemExit("ingest bench: %s: the server committed %d distinct ids, expected %d"
+                                                 % (tag, len(mine), hi - lo))
+                            committed |= mine
+                    row.update(seconds=round(wall, 3), vectors_per_s=round((hi - lo) / wall, 1),
+                               client_cpu_s=round(ccpu, 3), server_cpu_s=round(srv.cpu_s() - scpu0, 3),
+                               loadavg_end=loadavg())
+                    print("   %2d %-7s %8.0f vectors/s  (%.2f s; client CPU %.2f s, server CPU %.2f s, load %.1f)%s"
+                          % (r, kind, row["vectors_per_s"], wall, ccpu, row["server_cpu_s"], row["loadavg_end"],
+                             "  %s" % row["fates"] if kind == "faults" else ""), file=sys.stderr)
+                    legs.append(row)
+                    rows.append(row)
+            for kind, srv in srvs.items():
+                ids = srv.check_exact(ds + "_" + kind, n)
+                if kind == "faults" and ids != committed:
+                    raise SystemExit("ingest bench: %s: stored ids differ from the committed ones" % ds)
+        finally:
+            for srv in srvs.values():
                 srv.stop()
-            row.update(seconds=round(wall, 3), vectors_per_s=round(n / wall, 1), client_cpu_s=round(ccpu, 3),
-                       server_cpu_s=round(scpu, 3))
-            print("   %-7s %8.0f vectors/s  (%.2f s; client CPU %.2f s, server CPU %.2f s)%s"
-                  % (kind, n / wall, wall, ccpu, scpu,
-                     "  faults %s" % row["fates"] if kind == "faults" else ""), file=sys.stderr)
-            legs.append(row)
-            rows.append(row)
         rate = {}
-        for kind in ("server", "cli", "faults"):
+        for kind in KINDS:
             ls = [x for x in legs if x["kind"] == kind]
             rate[kind] = sum(x["n"] for x in ls) / sum(x["seconds"] for x in ls) if ls else float("nan")
+        fl = [x for x in legs if x["kind"] == "faults"]
+        fates = {f: sum(x["fates"][f] for x in fl) for f in ("pass", "reset", "drop_after", "503", "429")} if fl else {}
+        if fl and fates["pass"] == sum(fates.values()):
+            raise SystemExit("ingest bench: %s: the proxy injected no fault" % ds)
         s = {"dataset": ds, "summary": True, "label": label, "n": n, "dim": dim, "metric": metric,
-             "batch_size": bs, "parallel": par, "fsync": FSYNC, "fault_rate": a.fault_rate,
-             "index": a.index, "body_mb": round(body_mb, 1),
+             "turns": len(cuts), "slice": step, "batch_size": bs, "parallel": par, "fsync": FSYNC,
+             "fault_rate": a.fault_rate,
+             "index": a.index, "body_mb": round(body_mb, 1), "fates": fates,
              "server_vps": round(rate["server"], 1), "cli_vps": round(rate["cli"], 1),
              "faults_vps": round(rate["faults"], 1),
              "cli_ratio": round(rate["cli"] / rate["server"], 3),
              "faults_ratio": round(rate["faults"] / rate["server"], 3),
-             "cli_cmd": next((x["cli_cmd"] for x in legs if x["kind"] != "server"), "")}
+             "client_cpu_s": {k: round(sum(x["client_cpu_s"] for x in legs if x["kind"] == k), 2) for k in kinds},
+             "server_cpu_s": {k: round(sum(x["server_cpu_s"] for x in legs if x["kind"] == k), 2) for k in kinds},
+             "cli_cmd": next((x["cli_cmd"] for x in legs if x["kind"] == "cli"), "")}
         print("   => cli/server %.3f, faults/server %.3f" % (s["cli_ratio"], s["faults_ratio"]), file=sys.stderr)
         summaries.append(s)
         rows.append(s)
@@ -356,48 +390,51 @@ def main():
         for r in rows:
             f.write(json.dumps(r) + "\n")
     with open(os.path.join(a.res, "section-ingest.md"), "w") as f:
-        f.write(fragment(summaries, rows, a, order, time.monotonic() - t_all))
+        f.write(fragment(summaries, rows, a, time.monotonic() - t_all))
     shutil.rmtree(work, ignore_errors=True)
 
 
-def fragment(summaries, rows, a, order, total_s):
+def fragment(summaries, rows, a, total_s):
     L = ["### Ingest through vectordb-cli vs the server's own batch insert (issue 6, `bench/ingest_bench.py`)", ""]
     if a.smoke:
         L += ["Smoke sizes: the numbers only show that every leg ran and was checked.", ""]
-    L += ["Each leg starts `vectordb-server --fsync %s` on a fresh data directory and loads a fresh collection "
-          "(default index: M=16, ef_construction=200) in batches of %d with %d requests in flight. "
-          "*server*: pre-encoded JSON bodies (same ids shape and float digits as the CLI) POSTed to "
-          "`/collections/NAME/vectors/batch` over %d keep-alive connections, the server's own batch-insert "
-          "throughput. *cli*: `vectordb-cli ingest` of the `.fvecs` file, wall time of the whole process. "
-          "*faults*: the same through `tests/e2e/fault_proxy.py` faulting %.0f%% of the batch requests "
-          "(resets, responses dropped after the commit, 503 and 429 with `Retry-After` 0 or 1 s, "
-          "evenly split). Legs ran in the order %s per dataset; a rate is total vectors over total time "
-          "of its legs. Every leg checked: exactly N vectors with N distinct ids, the CLI reports N sent and "
-          "0 failed, each fault cost exactly one retry."
-          % (FSYNC, a.batch_size, a.parallel, a.parallel, a.fault_rate * 100, ", ".join(order)), ""]
+    L += ["Three servers (`vectordb-server --fsync %s`, each on a fresh data directory) each load the whole "
+          "file into a fresh collection (default index: M=16, ef_construction=200) in batches of %d with %d "
+          "requests in flight, in %d turns of a slice of the file each (order server, cli, faults, then "
+          "reversed, alternately), so a change in the machine's load hits every kind alike. "
+          "*server*: pre-encoded JSON bodies (same id length and float digits as the CLI's) POSTed to "
+          "`/collections/NAME/vectors/batch` over %d keep-alive connections: the server's own batch-insert "
+          "throughput. *cli*: `vectordb-cli ingest` of that slice as an `.fvecs` file, wall time of the whole "
+          "process. *faults*: the same through `tests/e2e/fault_proxy.py` faulting %.0f%% of the batch requests "
+          "(resets, responses dropped after the commit, 503 and 429 with `Retry-After` 0 or 1 s, evenly split). "
+          "A rate is the file's vectors over the kind's total time. Checked: each collection ends with exactly "
+          "N vectors and N distinct ids, every CLI run reports its records sent and 0 failed, each fault cost "
+          "exactly one retry, and the ids the server committed behind the proxy are the stored ones."
+          % (FSYNC, a.batch_size, a.parallel, a.turns, a.parallel, a.fault_rate * 100), ""]
     L += ["| dataset | N x dim | server vectors/s | cli vectors/s | cli / server | faults vectors/s | "
-          "faults / server | faults injected |",
-          "|---|---|---:|---:|---:|---:|---:|---|"]
+          "faults / server | faults injected | CPU s: client (cli) / server (cli leg) |",
+          "|---|---|---:|---:|---:|---:|---:|---|---|"]
     for s in summaries:
-        fl = [r for r in rows if r.get("dataset") == s["dataset"] and r.get("kind") == "faults"]
-        inj = "; ".join("%d of %d requests (%s)" % (
-            sum(v for k, v in r["fates"].items() if k != "pass"), sum(r["fates"].values()),
-            ", ".join("%s %d" % (k, v) for k, v in r["fates"].items() if k != "pass")) for r in fl)
-        L.append("| %s | %s x %d | %.0f | %.0f | **%.2f** | %.0f | **%.2f** | %s |" % (
+        f = s["fates"]
+        inj = "%d of %d requests (%s)" % (sum(v for k, v in f.items() if k != "pass"), sum(f.values()),
+                                          ", ".join("%s %d" % (k, v) for k, v in f.items() if k != "pass")) if f else ""
+        L.append("| %s | %s x %d | %.0f | %.0f | **%.2f** | %.0f | **%.2f** | %s | %.1f / %.1f |" % (
             s["label"], format(s["n"], ","), s["dim"], s["server_vps"], s["cli_vps"], s["cli_ratio"],
-            s["faults_vps"], s["faults_ratio"], inj))
-    L += ["", "Per leg (seconds; CPU seconds of the client process and of the server during the leg):", "",
-          "| dataset | # | leg | seconds | vectors/s | client CPU s | server CPU s |",
-          "|---|---:|---|---:|---:|---:|---:|"]
+            s["faults_vps"], s["faults_ratio"], inj, s["client_cpu_s"].get("cli", float("nan")),
+            s["server_cpu_s"].get("cli", float("nan"))))
+    L += ["", "Per turn (seconds; CPU seconds of the client process - the CLI, or the reference's Python "
+          "threads - and of the server during the turn; the machine's 1-minute load average at its end):", "",
+          "| dataset | slice | leg | seconds | vectors/s | client CPU s | server CPU s | load avg |",
+          "|---|---:|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         if r.get("summary"):
             continue
-        L.append("| %s | %d | %s | %.2f | %.0f | %.2f | %.2f |" % (
-            r["dataset"], r["leg"], r["kind"], r["seconds"], r["vectors_per_s"], r["client_cpu_s"],
-            r["server_cpu_s"]))
-    L += ["", "Aims (issue 6): cli / server >= 0.9, faults / server >= 0.7. Command of a cli leg:", "", "```"]
+        L.append("| %s | %d | %s | %.2f | %.0f | %.2f | %.2f | %.1f |" % (
+            r["dataset"], r["slice"], r["kind"], r["seconds"], r["vectors_per_s"], r["client_cpu_s"],
+            r["server_cpu_s"], r["loadavg_end"]))
+    L += ["", "Aims (issue 6): cli / server >= 0.9, faults / server >= 0.7. Command of a cli turn:", "", "```"]
     L += [s["cli_cmd"] for s in summaries]
-    L += ["```", "", "Client, proxy and server share the machine's cores. Whole section: %.0f s "
+    L += ["```", "", "Client, proxy and servers share the machine's cores. Whole section: %.0f s "
           "(`bench/section_ingest.sh`; raw numbers: `ingest.jsonl`)." % total_s]
     return "\n".join(L) + "\n"
 

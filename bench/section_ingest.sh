@@ -15,6 +15,6 @@ if [ "$SMOKE" = 1 ]; then
     # tiny files, smaller batches (more requests), a higher fault rate so
     # faults do happen: every path runs, in a few seconds
     exec /usr/bin/python3 bench/ingest_bench.py --out "$OUT" --res "$RES" --smoke \
-        --batch-size 32 --fault-rate 0.2
+        --batch-size 32 --fault-rate 0.2 --turns 4
 fi
-exec /usr/bin/python3 bench/ingest_bench.py --out "$OUT" --res "$RES" --batch-size 256 --parallel 2 --fault-rate 0.05
+exec /usr/bin/python3 bench/ingest_bench.py --out "$OUT" --res "$RES" --batch-size 256 --parallel 2 --fault-rate 0.05 --turns 6
