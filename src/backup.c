@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <xxhash.h>
 
@@ -251,8 +252,24 @@ static uint64_t copy_bytes_needed(const char *coll_dir)
     return io_tree_size(w);
 }
 
-/* Hash every file under root (relative names from rel) into m. */
-static dv_code hash_tree(bmanifest *m, const char *root, const char *rel, dv_err *err)
+/* The checksum the collection's own manifest (checksummed itself) records
+ * for a top-level snapshot file of this size; 0 if it records none. */
+static int known_hash(const snap_manifest *sm, const char *name, uint64_t size, uint64_t *h)
+{
+    for (int k = 0; sm && k < SNAP_N_FILES; k++)
+        if (sm->files[k].present && !strcmp(sm->files[k].name, name) && sm->files[k].size == size) {
+            *h = sm->files[k].xxh3;
+            return 1;
+        }
+    return 0;
+}
+
+/* Hash every file under root (relative names from rel) into m. Snapshot
+ * files that were hard-linked take the XXH3 their collection manifest
+ * recorded when they were written (they are immutable, so re-reading hundreds of MB
+ * would only re-prove the engine's own write: verify re-reads them all);
+ * everything else (WAL copies, the manifest) is read and hashed. */
+static dv_code hash_tree(bmanifest *m, const snap_manifest *sm, const char *root, const char *rel, dv_err *err)
 {
     char dir[REC_PATH_MAX];
     dv_code rc = rel[0] ? rec_path(dir, sizeof dir, err, "%s/%s", root, rel)
@@ -273,12 +290,18 @@ static dv_code hash_tree(bmanifest *m, const char *root, const char *rel, dv_err
             rc = rec_path(full, sizeof full, err, "%s/%s", root, r);
         if (rc != DV_OK)
             break;
+        struct stat st;
         if (rec_is_dir(full)) {
-            rc = hash_tree(m, root, r, err);
+            rc = hash_tree(m, sm, root, r, err);
         } else {
             uint64_t size = 0, h = 0;
-            if ((rc = rec_hash_file(full, &size, &h, err)) == DV_OK)
+            if (!rel[0] && lstat(full, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink > 1 &&
+                known_hash(sm, names[i], (uint64_t)st.st_size, &h)) {
+                size = (uint64_t)st.st_size;
                 rc = manifest_add(m, r, size, h, err);
+            } else if ((rc = rec_hash_file(full, &size, &h, err)) == DV_OK) {
+                rc = manifest_add(m, r, size, h, err);
+            }
             m->size_bytes += size;
         }
     }
@@ -457,7 +480,9 @@ dv_code backup_create_held(dv_db *db, const char *name, dv_coll *c, const char *
     snprintf(m.reason, sizeof m.reason, "%s", reason);
     m.created_at_ms = dv_now_ms();
     m.vector_count = p.vector_count;
-    if ((rc = hash_tree(&m, stage, "", err)) != DV_OK)
+    snap_manifest sm;
+    int have_sm = snap_manifest_read(stage, &sm, NULL) == DV_OK;
+    if ((rc = hash_tree(&m, have_sm ? &sm : NULL, stage, "", err)) != DV_OK)
         goto fail;
     /* The manifest last, then every directory of the copy: a backup is
      * published only complete. */
