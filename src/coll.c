@@ -304,6 +304,9 @@ static dv_code slots_reserve(dv_coll *c, uint64_t extra, dv_err *err)
     return map_reserve(c, extra, err);
 }
 
+/* Free a slot's point data (rw held exclusively). While a checkpoint
+ * writes a slot of its view, the id and metadata text stay until it ends
+ * (it reads them without a lock); the state says the slot is gone. */
 static void slot_clear(dv_coll *c, coll_slot *s)
 {
     if (s->pl) {
@@ -311,12 +314,17 @@ static void slot_clear(dv_coll *c, coll_slot *s)
         payload_free(s->pl);
     }
     c->payload_mem -= s->meta_len;
+    s->pl = NULL;
+    uint32_t idx = (uint32_t)(s - c->slots);
+    if (c->ckpt_running && idx < c->ckpt_n) {
+        c->ckpt_defer[c->n_ckpt_defer++] = idx; /* once per slot: no reuse meanwhile */
+        return;
+    }
     free(s->id);
     free(s->meta);
     s->id = NULL;
     s->meta = NULL;
     s->meta_len = 0;
-    s->pl = NULL;
 }
 
 /* Tombstone slot s. In recovery (defer_index) the hnsw is told after the
@@ -341,7 +349,8 @@ static void slot_tombstone(dv_coll *c, uint32_t s, int defer_index)
  * entry point, which must keep its links while it routes searches. */
 static uint32_t slot_take_free(dv_coll *c)
 {
-    if (c->n_free == 0)
+    /* A running checkpoint reads the vectors of its view without a lock. */
+    if (c->n_free == 0 || c->ckpt_running)
         return UINT32_MAX;
     uint32_t i = c->n_free - 1, entry = hnsw_entry(c->h);
     if (c->free_slots[i] == entry) {
@@ -1202,73 +1211,145 @@ const char *coll_dir(const dv_coll *c)
 
 /* ---- checkpoint ------------------------------------------------------------ */
 
-static const float *src_vector(void *ctx, uint64_t slot)
+/* One checkpoint's frozen view (see coll_int.h, Locks). */
+typedef struct ckpt_job {
+    dv_coll *c;
+    uint64_t gen, wal_seq, n_live;
+    uint32_t n_slots;
+    uint8_t *live;      /* state of each slot of the view at the start */
+    uint8_t *graph;     /* the graph encoded at the start */
+    size_t graph_len;
+    int was_dirty;
+    float *vbuf;        /* one vector, copied under the read lock */
+    snap_manifest m;    /* written by ckpt_write */
+} ckpt_job;
+
+static void ckpt_job_free(ckpt_job *j)
 {
-    dv_coll *c = ctx;
-    return hnsw_vector(c->h, (uint32_t)slot);
+    free(j->live);
+    free(j->graph);
+    free(j->vbuf);
 }
 
+/* The vector of a slot of the view. hnsw_reserve may move every vector
+ * meanwhile (under the exclusive lock), so it is copied under the shared
+ * one; its bytes cannot change, as no slot is reused during a checkpoint. */
+static const float *src_vector(void *ctx, uint64_t slot)
+{
+    ckpt_job *j = ctx;
+    dv_coll *c = j->c;
+    pthread_rwlock_rdlock(&c->rw);
+    const float *v = hnsw_vector(c->h, (uint32_t)slot);
+    if (v)
+        memcpy(j->vbuf, v, (size_t)c->cfg.dim * sizeof(float));
+    pthread_rwlock_unlock(&c->rw);
+    return v ? j->vbuf : NULL;
+}
+
+/* The id and metadata of a slot live in the view. The strings stay valid
+ * after the lock is dropped: a slot of the view tombstoned meanwhile keeps
+ * them until the checkpoint ends (slot_clear). */
 static int src_record(void *ctx, uint64_t slot, const char **id, size_t *id_len, const char **meta, size_t *meta_len)
 {
-    dv_coll *c = ctx;
-    const coll_slot *sl = &c->slots[slot];
-    if (sl->state != SLOT_LIVE)
+    ckpt_job *j = ctx;
+    if (!j->live[slot])
         return 0;
+    dv_coll *c = j->c;
+    pthread_rwlock_rdlock(&c->rw);
+    const coll_slot *sl = &c->slots[slot];
     *id = sl->id;
-    *id_len = strlen(sl->id);
     *meta = sl->meta;
     *meta_len = sl->meta_len;
+    pthread_rwlock_unlock(&c->rw);
+    *id_len = strlen(*id);
     return 1;
 }
 
-/* Write generation gen+1 and commit it with the manifest; then cut the WAL
- * and remove the previous generation. wmu held, so nothing mutates. */
-dv_code coll_checkpoint_locked(dv_coll *c, dv_err *err)
+/* Wait (wmu held) until no checkpoint is writing without wmu. */
+static void coll_wmu_quiesce(dv_coll *c)
 {
-    dv_err local_err; /* poisoning keeps the cause even when the caller passes no err */
-    if (!err)
-        err = &local_err;
+    while (c->ckpt_running)
+        pthread_cond_wait(&c->ckpt_cv, &c->wmu);
+}
+
+/* Start a checkpoint (wmu held, none running): cut the WAL, encode the
+ * graph and capture the view. *nothing when there is nothing new. */
+static dv_code ckpt_begin(dv_coll *c, ckpt_job *j, int *nothing, dv_err *err)
+{
+    memset(j, 0, sizeof *j);
+    j->c = c;
+    *nothing = 0;
     if (c->read_only)
         return dv_errorf(err, DV_EREADONLY, "coll: %s: opened read-only", c->name);
     dv_code rc = write_gate(c, err);
     if (rc)
         return rc;
-    if (c->last_seq == c->ckpt_seq && !c->dirty)
+    if (c->last_seq == c->ckpt_seq && !c->dirty) {
+        *nothing = 1;
         return DV_OK;
+    }
+    j->live = malloc((size_t)c->n_slots + 1);
+    j->vbuf = malloc((size_t)c->cfg.dim * sizeof(float));
+    if (!j->live || !j->vbuf) {
+        ckpt_job_free(j);
+        return dv_errorf(err, DV_ENOMEM, "coll: %s: checkpoint: out of memory", c->name);
+    }
     /* Later records go to a new segment, so every segment before it is
-     * wholly covered by this checkpoint and can be removed afterwards. */
+     * wholly covered by this checkpoint and can be removed afterwards. The
+     * rotation fsyncs the old segment: every record of the view is durable. */
     rc = wal_rotate(c->w, err);
     if (rc) {
+        ckpt_job_free(j);
         poison(c, rc, err ? err->msg : "wal rotate failed");
         return poison_rc(c, rc, err);
     }
-    uint8_t *graph = NULL;
-    size_t graph_len = 0;
-    rc = hnsw_encode_graph(c->h, &graph, &graph_len, err);
-    if (rc)
-        return rc;
-    snap_manifest m;
-    memset(&m, 0, sizeof m);
-    m.cfg = c->cfg;
-    m.created_at_ms = c->created_at_ms;
-    m.wal_seq = c->last_seq;
-    m.n_live = c->n_live;
-    snap_source src = {.n_slots = c->n_slots, .ctx = c, .vector = src_vector, .record = src_record,
-                       .index = graph, .index_len = graph_len};
-    rc = snap_write_gen(c->dir, &c->cfg, c->gen + 1, &src, &m, err);
-    free(graph);
-    if (!rc)
-        rc = snap_manifest_write(c->dir, &m, err);
+    rc = hnsw_encode_graph(c->h, &j->graph, &j->graph_len, err);
     if (rc) {
+        ckpt_job_free(j);
+        return rc;
+    }
+    for (uint32_t s = 0; s < c->n_slots; s++)
+        j->live[s] = c->slots[s].state == SLOT_LIVE;
+    j->n_slots = c->n_slots;
+    j->n_live = c->n_live;
+    j->wal_seq = c->last_seq;
+    j->gen = c->gen + 1;
+    j->was_dirty = c->dirty;
+    c->dirty = 0; /* writes without a WAL from now on set it again */
+    return DV_OK;
+}
+
+/* Write the view's files and commit them with the manifest (no lock). */
+static dv_code ckpt_write(dv_coll *c, ckpt_job *j, dv_err *err)
+{
+    snap_manifest *m = &j->m;
+    memset(m, 0, sizeof *m);
+    m->cfg = c->cfg;
+    m->created_at_ms = c->created_at_ms;
+    m->wal_seq = j->wal_seq;
+    m->n_live = j->n_live;
+    snap_source src = {.n_slots = j->n_slots, .ctx = j, .vector = src_vector, .record = src_record,
+                       .index = j->graph, .index_len = j->graph_len};
+    dv_code rc = snap_write_gen(c->dir, &c->cfg, j->gen, &src, m, err);
+    if (!rc)
+        rc = snap_manifest_write(c->dir, m, err);
+    return rc;
+}
+
+/* Finish (wmu held): on success the new generation is in force, so the
+ * WAL records it covers and the previous generation go. */
+static dv_code ckpt_finish(dv_coll *c, ckpt_job *j, dv_code rc, dv_err *err)
+{
+    if (rc) {
+        c->dirty |= j->was_dirty;
         if (rc != DV_ENOMEM) {
             poison(c, rc, err ? err->msg : "snapshot write failed");
             rc = poison_rc(c, rc, err);
         }
         return rc;
     }
-    c->gen = m.gen;
-    c->ckpt_seq = m.wal_seq;
-    c->dirty = 0;
+    c->gen = j->gen;
+    c->ckpt_seq = j->wal_seq;
     /* The manifest is durable: records <= ckpt_seq are no longer needed. */
     rc = wal_truncate_upto(c->w, c->ckpt_seq, err);
     if (rc) {
@@ -1276,22 +1357,86 @@ dv_code coll_checkpoint_locked(dv_coll *c, dv_err *err)
         return poison_rc(c, rc, err);
     }
     /* Old generation files: harmless if this fails (removed at next open). */
-    snap_cleanup(c->dir, &m, NULL);
+    snap_cleanup(c->dir, &j->m, NULL);
     return DV_OK;
 }
 
+/* Write generation gen+1 and commit it with the manifest; then cut the WAL
+ * and remove the previous generation. wmu held throughout, so nothing
+ * mutates (close, backup, ENOSPC healing). */
+dv_code coll_checkpoint_locked(dv_coll *c, dv_err *err)
+{
+    dv_err local_err; /* poisoning keeps the cause even when the caller passes no err */
+    if (!err)
+        err = &local_err;
+    coll_wmu_quiesce(c);
+    ckpt_job j;
+    int nothing = 0;
+    dv_code rc = ckpt_begin(c, &j, &nothing, err);
+    if (rc || nothing)
+        return rc;
+    rc = ckpt_write(c, &j, err);
+    rc = ckpt_finish(c, &j, rc, err);
+    ckpt_job_free(&j);
+    return rc;
+}
+
+/* The same without holding wmu while the files are written: writers go on
+ * (a checkpoint of a large collection takes seconds). */
 dv_code dv_coll_checkpoint(dv_coll *c, dv_err *err)
 {
+    dv_err local_err;
+    if (!err)
+        err = &local_err;
     pthread_mutex_lock(&c->wmu);
-    dv_code rc = coll_checkpoint_locked(c, err);
+    coll_wmu_quiesce(c);
+    ckpt_job j;
+    int nothing = 0;
+    dv_code rc = ckpt_begin(c, &j, &nothing, err);
+    if (rc || nothing) {
+        pthread_mutex_unlock(&c->wmu);
+        return rc;
+    }
+    uint32_t *defer = malloc(((size_t)j.n_slots + 1) * sizeof *defer);
+    if (!defer) {
+        /* Not enough memory to let writers in: write it the blocking way. */
+        rc = ckpt_write(c, &j, err);
+    } else {
+        pthread_rwlock_wrlock(&c->rw);
+        c->ckpt_defer = defer;
+        c->n_ckpt_defer = 0;
+        c->ckpt_n = j.n_slots;
+        c->ckpt_running = 1;
+        pthread_rwlock_unlock(&c->rw);
+        pthread_mutex_unlock(&c->wmu);
+        rc = ckpt_write(c, &j, err);
+        pthread_mutex_lock(&c->wmu);
+        pthread_rwlock_wrlock(&c->rw);
+        for (uint32_t i = 0; i < c->n_ckpt_defer; i++) {
+            coll_slot *sl = &c->slots[c->ckpt_defer[i]];
+            free(sl->id);
+            free(sl->meta);
+            sl->id = NULL;
+            sl->meta = NULL;
+            sl->meta_len = 0;
+        }
+        c->ckpt_running = 0;
+        c->ckpt_n = 0;
+        c->n_ckpt_defer = 0;
+        c->ckpt_defer = NULL;
+        pthread_rwlock_unlock(&c->rw);
+        free(defer);
+    }
+    rc = ckpt_finish(c, &j, rc, err);
+    pthread_cond_broadcast(&c->ckpt_cv);
     pthread_mutex_unlock(&c->wmu);
+    ckpt_job_free(&j);
     /* The graph encoding and the snapshot buffers are the biggest
      * transient allocations of a long-running process; glibc keeps freed
      * heap pages (and raises its mmap threshold after a big block is
      * freed, so the next one comes from the heap too). Hand them back so
      * that resident memory follows the data, not the last checkpoint:
-     * without this, a soak's RSS stepped up ~10% at each checkpoint.
-     * Outside wmu: writers do not wait for it. */
+     * without this, a soak's RSS stepped up ~10% at each checkpoint. */
     malloc_trim(0);
     return rc;
 }
@@ -1318,6 +1463,7 @@ dv_code coll_with_writes_paused(dv_coll *c, int checkpoint_first, coll_paused_fn
     if (!err)
         err = &local_err;
     pthread_mutex_lock(&c->wmu);
+    coll_wmu_quiesce(c); /* fn may copy or move the files a checkpoint writes */
     dv_code rc = DV_OK;
     if (atomic_load(&c->detached)) {
         rc = dv_errorf(err, DV_ENOTFOUND, "coll: %s: collection was dropped or closed", c->name);
@@ -1338,6 +1484,7 @@ dv_code coll_shutdown(dv_coll *c, int checkpoint, dv_err *err)
 {
     dv_code rc = DV_OK;
     pthread_mutex_lock(&c->wmu);
+    coll_wmu_quiesce(c);
     if (!atomic_load(&c->detached)) {
         if (checkpoint && !c->read_only && !atomic_load(&c->poisoned))
             rc = coll_checkpoint_locked(c, err);
@@ -1381,6 +1528,7 @@ static void coll_free(dv_coll *c)
     if (c->h)
         hnsw_destroy(c->h);
     pthread_mutex_destroy(&c->wmu);
+    pthread_cond_destroy(&c->ckpt_cv);
     pthread_rwlock_destroy(&c->rw);
     free(c->dir);
     free(c->name);
@@ -1420,6 +1568,7 @@ static dv_coll *coll_alloc(const char *dir, const dv_coll_config *cfg, const dv_
     atomic_init(&c->poisoned, 0);
     atomic_init(&c->detached, 0);
     pthread_mutex_init(&c->wmu, NULL);
+    pthread_cond_init(&c->ckpt_cv, NULL);
     /* Writer preference: with the default (reader-preferring) lock a steady
      * stream of searches starves writers forever. No thread ever takes the
      * read side twice, so this cannot self-deadlock. */
@@ -1736,6 +1885,7 @@ static dv_code link_unlinked(dv_coll *c, dv_err *err)
  * Any failure leaves the collection poisoned. */
 static dv_code heal_after_enospc(dv_coll *c, dv_err *err)
 {
+    coll_wmu_quiesce(c); /* it replaces the WAL a running checkpoint will cut */
     /* Rough need: the snapshot is rewritten whole. */
     uint64_t need = (uint64_t)c->n_slots * (4ull * c->cfg.dim + 64) + (16ull << 20);
     if (io_disk_free(c->dir) < need)

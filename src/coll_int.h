@@ -18,6 +18,13 @@
  *
  * Locks, always taken in this order: db list lock -> wmu -> rw.
  *   wmu   serializes writers, checkpoints and coll_with_writes_paused.
+ *         dv_coll_checkpoint holds it only to begin and to end: in between
+ *         (ckpt_running) writers go on while the snapshot files are written
+ *         from a frozen view - the graph encoded at the start, the live
+ *         flags of the first ckpt_n slots captured, no slot reused, and the
+ *         id/metadata text of slots tombstoned meanwhile kept (ckpt_defer)
+ *         until the end. Everything else that takes wmu waits for the end
+ *         (coll_wmu_quiesced).
  *   rw    shared: search/get/scroll/info; exclusive: changing slot arrays,
  *         the id map and hnsw capacity. hnsw_link runs under wmu only,
  *         concurrently with searches (hnsw's concurrent-link contract).
@@ -80,6 +87,13 @@ struct dv_coll {
     uint64_t gen;           /* snapshot generation named by the manifest */
     int dirty;              /* changes not in a snapshot (bulk loads, compaction) */
     uint64_t payload_mem;
+
+    /* a checkpoint writing its files without wmu (see Locks above) */
+    int ckpt_running;
+    pthread_cond_t ckpt_cv;  /* signalled (wmu) when it ends */
+    uint32_t ckpt_n;         /* slots in its view */
+    uint32_t *ckpt_defer;    /* slots tombstoned meanwhile: id/meta freed at the end */
+    uint32_t n_ckpt_defer;
 
     atomic_int poisoned;    /* a WAL/snapshot write failed: writes -> DV_EFATAL */
     dv_code poison_code;

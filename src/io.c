@@ -377,8 +377,18 @@ static void ops_free(void)
 
 /* ---- primitives ------------------------------------------------------- */
 
+static void (*_Atomic g_open_hook)(const char *path);
+
+void io_test_open_hook(void (*fn)(const char *path))
+{
+    atomic_store(&g_open_hook, fn);
+}
+
 int io_open(const char *path, int flags, int mode)
 {
+    void (*hook)(const char *) = atomic_load_explicit(&g_open_hook, memory_order_relaxed);
+    if (hook)
+        hook(path);
     int L;
     if (enter(&L))
         return -1;

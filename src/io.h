@@ -70,4 +70,7 @@ void io_crash_apply(size_t torn);
  * every later call fails with EIO; the tracked state is kept for
  * io_crash_apply(). Safe to call while other threads do I/O. */
 void io_crash_now(void);
+/* Tests: call fn(path) at the start of every io_open (from the opening
+ * thread), e.g. to hold a checkpoint inside its file writes; NULL removes it. */
+void io_test_open_hook(void (*fn)(const char *path));
 #endif
