@@ -85,9 +85,10 @@ def main():
         md.append("No `build-fuzz/summary.tsv`: run `make fuzz` first.")
     md += ["", "## Load and soak", ""]
     for name, s in soaks:
-        md += ["From `%s` (tests/soak/soak.py, %s min at %d%% of measured capacity, finished %s; "
+        md += ["From `%s` (tests/soak/soak.py, %s min at %d%% of measured capacity, git %s, finished %s; "
                "machine load average up to %s during the run):" % (
-                   name, s["minutes"], s["load"] * 100, s.get("finished_utc", "?"), s.get("machine_loadavg1_max", "?")),
+                   name, s["minutes"], s["load"] * 100, s.get("git", "?"), s.get("finished_utc", "?"),
+                   s.get("machine_loadavg1_max", "?")),
                "",
                "| measure | value | bar |", "|---|---|---|",
                "| searches / acknowledged write ops | %s / %s | |" % (s.get("searches", "?"), s.get("writes", "?")),

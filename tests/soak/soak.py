@@ -90,6 +90,8 @@ class Soak:
         self.n_write = 0         # acknowledged write ops
         self.stop = threading.Event()
         self.rng = random.Random(7)
+        g = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        self.git = g.stdout.strip() or "?"
 
     def start_server(self):
         binp = os.path.join(ROOT, self.args.build, "vectordb-server")
@@ -250,6 +252,7 @@ class Soak:
         summary = {
             "minutes": a.minutes, "load": a.load,
             "finished_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "git": self.git,
             "machine_loadavg1_max": max(x.get("loadavg1", 0) for x in samples) if samples else 0,
             "capacity_batches_per_s": round(wcap, 1), "capacity_searches_per_s": round(scap, 1),
             "searches": self.n_search, "writes": self.n_write, "errors": len(self.errors),
