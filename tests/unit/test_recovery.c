@@ -522,6 +522,59 @@ static int tamper(const char *path)
     return 0;
 }
 
+/* Newest "vectors-<gen>.bin" of a live collection into out; 0 if none. */
+static int live_vectors_file(const char *root, const char *name, char *out, size_t cap)
+{
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/collections/%s", root, name);
+    char **names = NULL;
+    size_t n = 0;
+    int found = 0;
+    if (rec_list_dir(dir, &names, &n, NULL) != DV_OK)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!strncmp(names[i], "vectors-", 8)) {
+            snprintf(out, cap, "%s/%s", dir, names[i]);
+            found = 1;
+        }
+    rec_free_names(names, n);
+    return found;
+}
+
+TEST(a_backup_takes_snapshot_checksums_from_the_manifest_so_verify_catches_a_file_damaged_before_it)
+{
+    /* Hard-linked snapshot files are not re-read by a backup (their XXH3 is
+     * the one the engine recorded when it wrote them): a live file damaged
+     * in place before the backup is shared by the backup, and verify, which
+     * re-reads every byte, names it. An undamaged one verifies. */
+    char *root = mkroot();
+    dv_db *db = open_db(root, 86400);
+    CHECK(db);
+    CHECK_OK(make_coll(db, "h", 300, 5));
+    dv_backup_info good, bad;
+    dv_err e = {0};
+    CHECK_OK(dv_backup_create(db, "h", NULL, &good, &e));
+    CHECK_OK(dv_backup_verify(db, "h", good.backup_id, NULL, &e));
+    char vec[700];
+    CHECK(live_vectors_file(root, "h", vec, sizeof vec));
+    FILE *f = fopen(vec, "r+b"); /* in place: the backup shares this inode */
+    CHECK(f != NULL);
+    if (f) {
+        fseek(f, 100, SEEK_SET);
+        int ch = fgetc(f);
+        fseek(f, 100, SEEK_SET);
+        fputc(ch ^ 0x33, f);
+        fclose(f);
+    }
+    CHECK_OK(dv_backup_create(db, "h", NULL, &bad, &e));
+    CHECK(dv_backup_verify(db, "h", bad.backup_id, NULL, &e) == DV_ECORRUPT);
+    const char *base = strrchr(vec, '/') + 1;
+    CHECKF(strstr(e.msg, base) != NULL, "%s", e.msg);
+    dv_db_close(db, NULL);
+    rm_rf(root);
+    free(root);
+}
+
 TEST(a_tampered_backup_fails_verify_and_restore_naming_the_file_and_leaves_the_live_collection_alone)
 {
     char *root = mkroot();
