@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 OUT=$1
 RES=$2
 SMOKE=${3:-0}
-make -s build/vectordb-server build/vectordb-cli
+# BENCH_SERVER / BENCH_CLI (as in run.sh): use those binaries instead of make's
+[ -n "${BENCH_SERVER:-}" ] || make -s build/vectordb-server
+[ -n "${BENCH_CLI:-}" ] || make -s build/vectordb-cli
 if [ "$SMOKE" = 1 ]; then
     # tiny files, smaller batches (more requests), a higher fault rate so
     # faults do happen: every path runs, in a few seconds
