@@ -729,6 +729,9 @@ dv_code rd_open(const char *path, rd_format fmt, rd_reader **out, dv_err *err)
                        strerror(errno));
         goto fail;
     }
+    /* stdio's 4 KiB buffer costs a read() per .fvecs/.npy row of a few KiB;
+     * 1 MiB makes reading a negligible part of the ingest's CPU. */
+    setvbuf(r->f, NULL, _IOFBF, 1 << 20);
     struct stat st;
     if (fstat(fileno(r->f), &st) || !S_ISREG(st.st_mode)) {
         rc = dv_errorf(err, DV_EINVAL, "ingest: %s: not a regular file", path);
