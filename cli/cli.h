@@ -99,6 +99,10 @@ dv_code http_conn_create(http_conn **out, dv_err *err);
 void http_conn_destroy(http_conn *c);
 /* Open a new connection for every request (see http.c). */
 void http_conn_no_reuse(http_conn *c);
+/* Keep the connection alive, but never let libcurl re-send a body by itself
+ * after a reused connection died: the attempt fails and the caller decides
+ * (see http.c). */
+void http_conn_no_resend(http_conn *c);
 /* One attempt of method url with an optional JSON body. DV_OK when an HTTP
  * response arrived (any status); DV_EIO on a transport error (r->curl_code,
  * r->curl_msg). r is reset first; free it with http_resp_free. */

@@ -7,7 +7,8 @@
  * Invariants: an http_conn is used by one thread at a time; no signal is
  * raised by libcurl (CURLOPT_NOSIGNAL), so worker threads are safe; every
  * request body is sent with an explicit length and without
- * "Expect: 100-continue" (which would add a round trip per batch).
+ * "Expect: 100-continue" (which would add a round trip per batch); on a
+ * no_reuse or no_resend connection libcurl never re-sends a body by itself.
  */
 #include "cli.h"
 
@@ -22,15 +23,40 @@
 struct http_conn {
     CURL *h;
     int no_reuse;
+    int no_resend;
 };
 
-/* libcurl silently re-sends a request once when a reused keep-alive
- * connection dies before the answer: that retry has no backoff and is
- * invisible to our accounting. Ingest connections therefore open a fresh
- * connection per request (cheap next to a batch), so every re-send is ours. */
+/* libcurl silently re-sends a request when a reused keep-alive connection
+ * dies before the answer: that retry has no backoff and is invisible to our
+ * accounting. Two ways to keep every re-send ours: a fresh connection per
+ * request (no_reuse), or keep-alive with a body libcurl cannot rewind
+ * (no_resend, see body_read): the re-send then fails at once with
+ * CURLE_SEND_FAIL_REWIND and the caller retries by its own rules. */
 void http_conn_no_reuse(http_conn *c)
 {
     c->no_reuse = 1;
+}
+
+void http_conn_no_resend(http_conn *c)
+{
+    c->no_resend = 1;
+}
+
+typedef struct body_cursor {
+    const char *p;
+    size_t left;
+} body_cursor;
+
+/* The request body through CURLOPT_READFUNCTION and no SEEKFUNCTION: libcurl
+ * can read it once but not rewind it, so it cannot send it a second time. */
+static size_t body_read(char *buf, size_t size, size_t n, void *ud)
+{
+    body_cursor *bc = ud;
+    size_t k = size * n < bc->left ? size * n : bc->left;
+    memcpy(buf, bc->p, k);
+    bc->p += k;
+    bc->left -= k;
+    return k;
 }
 
 dv_code http_conn_create(http_conn **out, dv_err *err)
@@ -143,7 +169,13 @@ dv_code http_do(http_conn *c, const char *method, const char *url, const char *b
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
     if (c->no_reuse)
         curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
-    if (body) {
+    body_cursor bc = {body, body_len};
+    if (body && c->no_resend) {
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        curl_easy_setopt(h, CURLOPT_READFUNCTION, body_read);
+        curl_easy_setopt(h, CURLOPT_READDATA, &bc);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    } else if (body) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
     }
