@@ -35,6 +35,7 @@ dataset) and RES/section-ingest.md (the Markdown fragment for
 docs/benchmarks.md). Run by bench/section_ingest.sh.
 """
 import argparse
+import hashlib
 import http.client
 import json
 import os
@@ -46,6 +47,7 @@ import sys
 import threading
 import time
 import urllib.request
+import uuid
 
 import numpy as np
 
@@ -73,8 +75,10 @@ def load_fvecs(path):
 
 
 def bench_id(i):
-    """An id shaped like the CLI's derived ids (a 36-character UUID)."""
-    return "%08x-0000-8000-8000-%012x" % (0xbe9c4000, i)
+    """An id like the CLI's derived ids: a 36-character UUID whose bits look
+    random (a hash of the record number), so the server's id index sees the
+    same kind of keys from both clients (version 4 bits: Python has no v8)."""
+    return str(uuid.UUID(bytes=hashlib.blake2b(b"bench-%d" % i, digest_size=16).digest(), version=4))
 
 
 def encode_bodies(vecs, batch, first_id=0):
