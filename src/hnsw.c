@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "hnsw_int.h"
 
@@ -72,22 +73,28 @@ static dv_code alloc_arrays(hnsw *h, size_t cap, dv_err *err)
     return DV_OK;
 }
 
+static void ctx_free(hnsw_ctx *c)
+{
+    free(c->visited);
+    free(c->cand);
+    free(c->res);
+    free(c->work);
+    free(c->sel);
+    free(c->nb);
+    free(c->nbsel);
+    free(c);
+}
+
 static void free_pool(hnsw *h)
 {
     hnsw_ctx *c = h->pool;
     while (c) {
         hnsw_ctx *n = c->next;
-        free(c->visited);
-        free(c->cand);
-        free(c->res);
-        free(c->work);
-        free(c->sel);
-        free(c->nb);
-        free(c->nbsel);
-        free(c);
+        ctx_free(c);
         c = n;
     }
     h->pool = NULL;
+    h->pool_n = 0;
 }
 
 dv_code hnsw_create(const hnsw_params *p, size_t capacity, hnsw **out, dv_err *err)
@@ -134,6 +141,13 @@ dv_code hnsw_create(const hnsw_params *p, size_t capacity, hnsw **out, dv_err *e
     h->node_size = round_up(h->links_off + (1 + (size_t)h->m0) * sizeof(uint32_t), 64);
     pthread_mutex_init(&h->glock, NULL);
     pthread_mutex_init(&h->pool_lock, NULL);
+    /* Keep as many scratch contexts as can run at once (a context holds a
+     * visited table of 2 bytes per slot). The server runs a thread per
+     * connection: without a bound the pool kept one per peak concurrent
+     * search (a 30-minute soak's RSS stepped up with each new peak; 1,000
+     * connections over 1M vectors would keep 2 GB). */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    h->pool_max = ncpu > 2 ? (size_t)ncpu * 2 : 4;
     dv_code rc = alloc_arrays(h, capacity, err);
     if (rc != DV_OK) {
         hnsw_destroy(h);
@@ -314,8 +328,10 @@ hnsw_ctx *hnsw_ctx_get(const hnsw *hc, size_t ef)
     hnsw_ctx *c;
     pthread_mutex_lock(&h->pool_lock);
     c = h->pool;
-    if (c)
+    if (c) {
         h->pool = c->next;
+        h->pool_n--;
+    }
     pthread_mutex_unlock(&h->pool_lock);
     if (!c) {
         c = calloc(1, sizeof *c);
@@ -359,7 +375,13 @@ void hnsw_ctx_put(const hnsw *hc, hnsw_ctx *c)
 {
     hnsw *h = (hnsw *)hc;
     pthread_mutex_lock(&h->pool_lock);
+    if (h->pool_n >= h->pool_max || c->vis_cap != h->cap) {
+        pthread_mutex_unlock(&h->pool_lock);
+        ctx_free(c);
+        return;
+    }
     c->next = h->pool;
     h->pool = c;
+    h->pool_n++;
     pthread_mutex_unlock(&h->pool_lock);
 }

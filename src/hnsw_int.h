@@ -106,6 +106,7 @@ struct hnsw {
     pthread_mutex_t glock;
     pthread_mutex_t pool_lock;
     hnsw_ctx *pool;
+    size_t pool_n, pool_max; /* contexts kept; more are freed on return */
 
     size_t n_live;     /* atomic: linked and not deleted */
     size_t upper_bytes;/* atomic */

@@ -6,11 +6,13 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "t.h"
 #include "dist.h"
 #include "err.h"
 #include "hnsw.h"
+#include "hnsw_int.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define N_BASE 3000
@@ -1099,6 +1101,42 @@ TEST(searches_concurrent_with_relinking_reused_slots_return_exact_distances)
     pthread_rwlock_destroy(&rw);
     free(cur);
     hnsw_destroy(h);
+}
+
+/* Many threads searching at once: contexts beyond the pool's bound are
+ * freed when returned, so memory does not keep the peak concurrency. */
+typedef struct hammer {
+    hnsw *h;
+    int n;
+} hammer;
+
+static void *hammer_searches(void *arg)
+{
+    hammer *hm = arg;
+    for (int i = 0; i < hm->n; i++) {
+        uint32_t got[K];
+        hnsw_search(hm->h, g_q + (size_t)(i % N_QUERY) * DIM, K, 100, NULL, NULL, got, NULL);
+    }
+    return NULL;
+}
+
+TEST(scratch_pool_keeps_a_bounded_number_of_contexts_after_32_concurrent_searchers)
+{
+    setup();
+    hammer hm = {.h = g_h, .n = 200};
+    pthread_t t[32];
+    for (int i = 0; i < 32; i++)
+        CHECK(pthread_create(&t[i], NULL, hammer_searches, &hm) == 0);
+    for (int i = 0; i < 32; i++)
+        pthread_join(t[i], NULL);
+    size_t kept = 0;
+    for (const hnsw_ctx *c = g_h->pool; c; c = c->next)
+        kept++;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t bound = ncpu > 2 ? (size_t)ncpu * 2 : 4;
+    fprintf(stderr, "  %zu scratch contexts kept after 32 threads x 200 searches (bound %zu)\n", kept, bound);
+    CHECKF(kept <= bound, "%zu contexts kept", kept);
+    CHECK(kept >= 1);
 }
 
 T_MAIN()
