@@ -1088,10 +1088,10 @@ int cmd_ingest(const cli_ctx *ctx, const cli_cmd *self, int argc, char **argv)
             fprintf(stderr, "vectordb-cli: %s\n", err.msg);
             goto out;
         }
-        /* Keep-alive: a fresh connection per batch lands on any of the
-         * server's threads, and two could queue behind one busy thread
-         * (measured: 0.7x the throughput of keep-alive on a loaded
-         * server). Every re-send stays ours (see http.c). */
+        /* Keep-alive: with a fresh connection per batch the server (a
+         * thread per connection) ran at 0.7x the throughput it reached with
+         * keep-alive (docs/cli.md, Performance). Every re-send stays ours
+         * (see http.c). */
         http_conn_no_resend(ws[i].conn);
     }
 
