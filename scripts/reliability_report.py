@@ -74,13 +74,16 @@ def main():
         md.append("| %s | %s | %s |" % (what, got.replace("|", "/"), "ok" if ok else "FAILED"))
     md += ["", "## Fuzzing", ""]
     if fuzz:
-        md += ["From `build-fuzz/summary.tsv` (`make fuzz`, FUZZ_SECONDS per target).", "",
-               "| target | seconds | executions | coverage | features | result |", "|---|---|---|---|---|---|"]
+        md += ["From `build-fuzz/summary.tsv`: the latest `make fuzz` / `tests/fuzz/run.sh` run of each target "
+               "(targets ran for different times; the campaign and its re-runs on changed sources are in "
+               "docs/fuzzing.md).", "",
+               "| target | seconds | executions | coverage | features | result | run finished |",
+               "|---|---|---|---|---|---|---|"]
         total = 0
         for f in fuzz:
-            md.append("| " + " | ".join(f[:6]) + " |")
+            md.append("| " + " | ".join(f[:6] + [f[6] if len(f) > 6 else "?"]) + " |")
             total += int(f[2]) if f[2].isdigit() else 0
-        md += ["", "Total executions: %d. Crashes found and fixed: see docs/fuzzing.md." % total]
+        md += ["", "Total executions in these lines: %d. Crashes found and fixed: see docs/fuzzing.md." % total]
     else:
         md.append("No `build-fuzz/summary.tsv`: run `make fuzz` first.")
     md += ["", "## Load and soak", ""]
