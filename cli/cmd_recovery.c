@@ -411,7 +411,7 @@ static int cmd_import(const cli_ctx *ctx, const cli_cmd *self, int argc, char **
 {
     const char *src = NULL, *name = NULL, *dim = NULL, *metric = NULL, *vtype = NULL,
                *format = NULL, *job = NULL;
-    int wait_sync = 0;
+    int wait_sync = 0, overwrite = 0, skip_backup = 0;
     cli_opt opts[] = {{"--path", NULL, OPT_STR, &src},
                       {"--name", NULL, OPT_STR, &name},
                       {"--dim", "-d", OPT_STR, &dim},
@@ -420,6 +420,8 @@ static int cmd_import(const cli_ctx *ctx, const cli_cmd *self, int argc, char **
                       {"--format", NULL, OPT_STR, &format},
                       {"--sync", NULL, OPT_FLAG, &wait_sync},
                       {"--job", NULL, OPT_STR, &job},
+                      {"--overwrite", NULL, OPT_FLAG, &overwrite},
+                      {"--skip-backup", NULL, OPT_FLAG, &skip_backup},
                       {0}};
     int rc = cli_parse(self, argc, argv, opts, NULL, 0, 0, NULL);
     if (rc)
@@ -448,6 +450,10 @@ static int cmd_import(const cli_ctx *ctx, const cli_cmd *self, int argc, char **
         json_object_set_new(body, "vector_type", json_string(vtype));
     if (format)
         json_object_set_new(body, "format", json_string(format));
+    if (overwrite)
+        json_object_set_new(body, "overwrite", json_true());
+    if (skip_backup)
+        json_object_set_new(body, "skip_backup", json_true());
     char what[300];
     snprintf(what, sizeof what, "import '%s' as '%s'", src, name);
     api_res res;
@@ -563,8 +569,8 @@ const cli_cmd cmds_recovery[] = {
      "  --skip-backup    do not take the automatic backup (the data is gone for good)\n\n"
      "example:\n  vectordb-cli hard-delete old_docs\n"},
     {NULL, "import", cmd_import, "import orphaned collection files as a new collection",
-     "import --path DIR --name NAME [--dim N --metric M --type T] [--format F] [--sync] | "
-     "--job JOB_ID",
+     "import --path DIR --name NAME [--dim N --metric M --type T] [--format F] [--sync]\n"
+     "       [--overwrite [--skip-backup]] | --job JOB_ID",
      "Imports our own collection directories, the original d-vecDB's vectors.bin\n"
      "(which needs --dim and --metric) and .fvecs/.npy files. The path must lie\n"
      "under one of the server's --import-root directories. The source is never\n"
@@ -577,6 +583,9 @@ const cli_cmd cmds_recovery[] = {
      "  --type T         Float32 (default), Float16, Int8\n"
      "  --format F       auto (default)\n"
      "  --sync           wait in one request instead of polling a job\n"
+     "  --overwrite      replace a live collection of that name: it is backed up\n"
+     "                   (reason pre-import) and moved to the trash, both ids shown\n"
+     "  --skip-backup    with --overwrite: no backup (the old one is still in the trash)\n"
      "  --job JOB_ID     follow an import job started earlier\n\n"
      "example:\n  vectordb-cli import --path /srv/orphans/incidents --name incidents "
      "--dim 1536 --metric cosine\n"},

@@ -234,6 +234,16 @@ def test_import_polls_the_job_to_the_end_and_audit_lists_operations(cli_server):
                                     "euclidean"])
     assert out["state"] == "succeeded", out
     assert cli_server.count("imp2") == n
+    # a live name: refused without --overwrite; replaced with it (backup + trash, ids reported)
+    p = run_cli(cli_server.url, ["import", "--path", path, "--name", "imp2", "--dim", str(dim), "--metric",
+                                 "euclidean"])
+    assert p.returncode == 1 and "already_exists" in p.stderr and "overwrite" in p.stderr, p.stderr
+    out = cli_json(cli_server.url, ["import", "--path", path, "--name", "imp2", "--dim", str(dim), "--metric",
+                                    "euclidean", "--overwrite", "--sync"])
+    assert out.get("backup_id") and out.get("replaced_trash_id"), out
+    assert cli_server.count("imp2") == n
+    backups = cli_json(cli_server.url, ["backup", "list", "imp2"])
+    assert any(b.get("backup_id") == out["backup_id"] and b.get("reason") == "pre-import" for b in backups), backups
     p = run_cli(cli_server.url, ["import", "--path", "/etc", "--name", "imp3", "--dim", "4"])
     assert p.returncode == 1 and "403" in p.stderr and "import-root" in p.stderr
     log = cli_json(cli_server.url, ["audit", "--limit", "200"])
