@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <ini.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -521,6 +522,16 @@ int main(int argc, char **argv)
     sigaddset(&stop, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* A thread per connection: glibc gives new threads new malloc arenas
+     * until there are 8 per CPU, each keeping its own free memory, so RSS
+     * climbed for the first half hour of a soak as connections came and
+     * went (14 arenas of ~180 KiB after 5 minutes). One arena per CPU stops
+     * that within the first minutes and costs no contention on threads
+     * that cannot run at once anyway. MALLOC_ARENA_MAX, if set, wins. */
+    if (!getenv("MALLOC_ARENA_MAX")) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        mallopt(M_ARENA_MAX, ncpu > 1 ? (int)ncpu : 1);
+    }
 
     g_srv.started_mono = srv_mono();
     g_srv.started_ms = srv_now_ms();
