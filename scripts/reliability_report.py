@@ -124,7 +124,7 @@ def write_report(rows, sec, ok_all, when):
             md += ["Note: " + s["note"], ""]
     if not soaks:
         md.append("No soak result: run `make test-long` (3 min) or `make soak` (30 min).")
-    md += ["", "## Security suite", "", "tests/e2e/test_security.py: %s" % (sec[-1] if sec else "did not run"), ""]
+    md += ["", "## Security suite", "", "tests/e2e/test_security.py: %s" % ("; ".join(sec) if sec else "did not run"), ""]
     with open(os.path.join(ROOT, "docs", "reliability.md"), "w") as f:
         f.write("\n".join(md))
     print("\n".join(md))
