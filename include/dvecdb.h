@@ -407,6 +407,18 @@ typedef struct dv_audit_event {
 /* Append one JSON line to <data>/audit.log (the engine audits its own
  * recovery operations; shells add actor/remote through this call). */
 dv_code dv_audit_append(dv_db *db, const dv_audit_event *ev, dv_err *err);
+/* Who is asking, for the engine's own audit lines (delete, restore, backup,
+ * hard-delete, purge, import, ...) written by the calling thread until the
+ * next call: a shell sets it around each request so that those lines carry
+ * the caller's key id, address and route instead of actor "engine". The
+ * strings are not copied: they must outlive the operation. All NULL clears
+ * the context (and its record of what was written). */
+void dv_audit_context_set(const char *actor, const char *remote, const char *route);
+/* 1 if the engine wrote an audit line with this action on the calling
+ * thread since the last dv_audit_context_set(): a shell that audits a
+ * refused request itself checks this first, so one operation never gets
+ * two lines. */
+int dv_audit_context_wrote(const char *action);
 /* Newest `limit` lines, oldest first; free with dv_audit_free(). */
 dv_code dv_audit_read(dv_db *db, size_t limit, char ***lines_out, size_t *n_out, dv_err *err);
 void dv_audit_free(char **lines, size_t n);

@@ -27,7 +27,11 @@
 void srv_audit(srv_req *r, const char *action, const char *collection, const char *outcome, const char *detail)
 {
     dv_db *db = srv_db();
-    if (!db)
+    /* One operation, one line: if the engine audited this action itself
+     * (with this request's actor, see dv_audit_context_set), that line is
+     * the record; the server writes one only for what the engine never saw
+     * (creates, auth failures, requests refused before the engine call). */
+    if (!db || dv_audit_context_wrote(action))
         return;
     dv_audit_event ev;
     memset(&ev, 0, sizeof ev);
@@ -358,9 +362,13 @@ static void *job_main(void *arg)
     dv_import_report rep;
     memset(&rep, 0, sizeof rep);
     dv_err err = {0};
+    dv_audit_context_set(j->actor, j->remote, "/collections/import");
     dv_code c = dv_import(g_srv.db, &j->opts, &rep, &err);
-    dv_audit_event ev = {"import", j->coll, dv_code_name(c), j->actor, j->remote, "/collections/import", j->path};
-    dv_audit_append(g_srv.db, &ev, NULL);
+    if (!dv_audit_context_wrote("import")) {
+        dv_audit_event ev = {"import", j->coll, dv_code_name(c), j->actor, j->remote, "/collections/import", j->path};
+        dv_audit_append(g_srv.db, &ev, NULL);
+    }
+    dv_audit_context_set(NULL, NULL, NULL);
     pthread_mutex_lock(&jobs_mu);
     j->finished_ms = srv_now_ms();
     if (c == DV_OK) {

@@ -288,7 +288,10 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         *upload_data_size = 0;
         return MHD_YES;
     }
+    /* The engine's own audit lines for this request name its caller. */
+    dv_audit_context_set(r->actor, r->remote, r->route->pattern);
     r->route->handler(r);
+    dv_audit_context_set(NULL, NULL, NULL);
     return queue_answer(conn, r);
 }
 

@@ -1,8 +1,11 @@
 /*
  * audit.c - the audit log: <data>/audit.log, one JSON object per line.
  *
- * Owns audit_log() (the engine's own recovery events), dv_audit_append()
- * (shells add auth failures, actor and remote address) and dv_audit_read().
+ * Owns audit_log() (the engine's own recovery events, which name the caller
+ * a shell set with dv_audit_context_set), dv_audit_append() (shells add the
+ * events the engine does not see: creates, auth failures, refusals before
+ * the engine is called) and dv_audit_read(). One operation, one line: the
+ * server writes its own line only if the engine wrote none for that action.
  *
  * Line format (keys always present, in this order; absent strings are null):
  *   {"time":"2026-11-25T20:06:03.123Z","action":"delete","collection":"docs",
@@ -44,6 +47,16 @@
 #define AUDIT_READ_CHUNK (64 * 1024)
 
 static pthread_mutex_t audit_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* The calling thread's audit context (dv_audit_context_set): who the
+ * engine's own lines name, and which actions it wrote since it was set (a
+ * few per operation at most: e.g. backup + delete + restore). */
+#define AUDIT_CTX_ACTIONS 8
+static __thread struct {
+    const char *actor, *remote, *route;
+    unsigned n_wrote;
+    char wrote[AUDIT_CTX_ACTIONS][24];
+} audit_ctx;
 
 /* Length of the valid UTF-8 sequence at s[0..n), or 0 if it is not one
  * (overlong forms, surrogates and code points above U+10FFFF are invalid). */
@@ -225,9 +238,28 @@ dv_code dv_audit_append(dv_db *db, const dv_audit_event *ev, dv_err *err)
     return rc;
 }
 
-/* The engine's own events. A failure to audit does not undo or fail the
- * operation that already happened (its commit point is behind us); the
- * error is dropped here on purpose. */
+void dv_audit_context_set(const char *actor, const char *remote, const char *route)
+{
+    audit_ctx.actor = actor;
+    audit_ctx.remote = remote;
+    audit_ctx.route = route;
+    audit_ctx.n_wrote = 0;
+}
+
+int dv_audit_context_wrote(const char *action)
+{
+    if (!action)
+        return 0;
+    for (unsigned i = 0; i < audit_ctx.n_wrote && i < AUDIT_CTX_ACTIONS; i++)
+        if (!strncmp(audit_ctx.wrote[i], action, sizeof audit_ctx.wrote[i]))
+            return 1;
+    return 0;
+}
+
+/* The engine's own events, naming the thread's caller when a shell set one
+ * (else actor "engine": start-up recovery, the sweeper). A failure to audit
+ * does not undo or fail the operation that already happened (its commit
+ * point is behind us); the error is dropped here on purpose. */
 void audit_log(dv_db *db, const char *action, const char *collection, dv_code outcome, const char *detail)
 {
     if (!db || db_opts(db)->read_only)
@@ -236,10 +268,14 @@ void audit_log(dv_db *db, const char *action, const char *collection, dv_code ou
         .action = action,
         .collection = collection,
         .outcome = dv_code_name(outcome),
-        .actor = "engine",
+        .actor = audit_ctx.actor ? audit_ctx.actor : "engine",
+        .remote = audit_ctx.remote,
+        .route = audit_ctx.route,
         .detail = detail,
     };
     (void)dv_audit_append(db, &ev, NULL);
+    if (audit_ctx.n_wrote < AUDIT_CTX_ACTIONS)
+        snprintf(audit_ctx.wrote[audit_ctx.n_wrote++], sizeof audit_ctx.wrote[0], "%s", action);
 }
 
 /* Collect the last `limit` newline-terminated lines of buf[0..n) into

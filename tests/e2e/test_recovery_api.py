@@ -339,3 +339,39 @@ def test_kill9_during_an_overwriting_import_leaves_the_old_or_the_new_collection
             assert not os.path.exists(p) or os.listdir(p) == [], (rnd, d, os.listdir(p))
     print("kill -9 during an overwriting import: %s" % seen)
     assert seen["old"] + seen["new"] == rounds
+
+
+def test_each_operation_is_audited_once_with_its_callers_key_id(server_factory, rng):
+    """The engine audits its own operations and the server audits what the
+    engine never sees; the engine's lines name the HTTP caller (key id,
+    address, route), and no operation gets a line from both (the server and
+    the engine each wrote one for delete/backup/restore/... before)."""
+    from conftest import rand_vec
+    s = server_factory()
+    s.create("aud", 8)
+    s.batch("aud", [{"id": "p%d" % i, "data": rand_vec(rng, 8)} for i in range(20)])
+    bk = s.ok("POST", "/collections/aud/backup")
+    s.ok("POST", "/backups/aud/%s/verify" % bk["backup_id"])
+    s.ok("DELETE", "/collections/aud")
+    s.ok("POST", "/collections/aud/restore", {})
+    hd = s.ok("DELETE", "/collections/aud/hard-delete")
+    # refused before the engine wrote anything: still one line, from the server
+    r = s.req("DELETE", "/collections/nosuch")
+    assert r.status_code == 404
+    lines = [a for a in s.ok("GET", "/audit?limit=1000") if isinstance(a, dict)]
+    by = {}
+    for a in lines:
+        by.setdefault((a["action"], a["collection"]), []).append(a)
+    # backups: the manual one and the hard delete's automatic one; delete: the
+    # soft delete only; the rest once each
+    assert [a["outcome"] for a in by[("backup", "aud")]] == ["ok", "ok"], by[("backup", "aud")]
+    for action in ("create", "backup-verify", "delete", "restore", "hard-delete"):
+        got = by.get((action, "aud"), [])
+        assert len(got) == 1, (action, got)
+    for action in ("backup", "backup-verify", "delete", "restore", "hard-delete"):
+        for a in by[(action, "aud")]:
+            assert a["actor"] == "admin", a
+            assert a["remote"] == "127.0.0.1", a
+            assert a["route"] and a["route"].startswith("/"), a
+    assert hd["backup"]["backup_id"] in by[("hard-delete", "aud")][0]["detail"]
+    assert len(by[("delete", "nosuch")]) == 1 and by[("delete", "nosuch")][0]["outcome"] == "not_found"

@@ -235,6 +235,40 @@ TEST(audit_append_escapes_hostile_strings_and_reads_newest_lines_oldest_first)
     free(root);
 }
 
+/* The engine's own lines name the caller a shell set for this thread, and
+ * record which actions were written, until the context is cleared. */
+TEST(audit_context_names_the_caller_in_engine_lines_and_records_what_was_written)
+{
+    char *root = mkroot();
+    dv_db *db = open_db(root, 86400);
+    CHECK(db);
+    dv_audit_context_set("admin", "10.1.2.3", "/collections/:name");
+    CHECK(!dv_audit_context_wrote("backup"));
+    audit_log(db, "backup", "c1", DV_OK, "with-context");
+    CHECK(dv_audit_context_wrote("backup"));
+    CHECK(!dv_audit_context_wrote("delete"));
+    dv_audit_context_set(NULL, NULL, NULL);
+    CHECK(!dv_audit_context_wrote("backup"));
+    audit_log(db, "backup", "c1", DV_OK, "without-context");
+    char **l = NULL;
+    size_t n = 0;
+    CHECK_OK(dv_audit_read(db, 2, &l, &n, NULL));
+    CHECK(n == 2);
+    json_t *a = json_loads(l[0], 0, NULL), *b = json_loads(l[1], 0, NULL);
+    CHECK(a && b);
+    CHECK(!strcmp(json_string_value(json_object_get(a, "actor")), "admin"));
+    CHECK(!strcmp(json_string_value(json_object_get(a, "remote")), "10.1.2.3"));
+    CHECK(!strcmp(json_string_value(json_object_get(a, "route")), "/collections/:name"));
+    CHECK(!strcmp(json_string_value(json_object_get(b, "actor")), "engine"));
+    CHECK(json_is_null(json_object_get(b, "remote")) && json_is_null(json_object_get(b, "route")));
+    json_decref(a);
+    json_decref(b);
+    dv_audit_free(l, n);
+    dv_db_close(db, NULL);
+    rm_rf(root);
+    free(root);
+}
+
 TEST(audit_torn_last_line_is_skipped_and_the_next_event_starts_a_new_line)
 {
     char *root = mkroot();
