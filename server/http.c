@@ -163,10 +163,28 @@ static void fill_remote(srv_req *r, struct MHD_Connection *conn)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->remote, sizeof r->remote);
 }
 
+static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
+    return MHD_YES;
+}
+
 /* Everything decided from the request line and headers. Returns 1 if an
  * answer is already set (the body will not be read). */
 static int first_call(srv_req *r, const char *url, const char *method)
 {
+    /* --header-limit-kb is enforced here, with the JSON envelope: the
+     * connection buffer is twice that (srv_http_start), so libmicrohttpd's
+     * own 431 (an HTML page) is left for headers above twice the limit. */
+    size_t hbytes = strlen(method) + strlen(url) + 12; /* request line */
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, add_header_size, &hbytes);
+    if (hbytes > g_srv.cfg.conn_memory) {
+        srv_reply_err(r, 431, "headers_too_large",
+                      "request: %zu bytes of request line and headers exceed the limit of %zu bytes (--header-limit-kb)",
+                      hbytes, g_srv.cfg.conn_memory);
+        return 1;
+    }
     int path_known = 0;
     int idx = srv_route_match(method, url, r->params, &r->n_params, &path_known, r->allow, sizeof r->allow);
     if (idx == -2) {
@@ -391,7 +409,9 @@ int srv_http_start(void)
         {MHD_OPTION_SOCK_ADDR, 0, &ss},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)request_completed, NULL},
         {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)no_unescape, NULL},
-        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)c->conn_memory, NULL},
+        /* Twice the header limit: headers up to the limit plus a margin fit,
+         * so first_call() can refuse them with a JSON answer. */
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(2 * c->conn_memory), NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)c->conn_timeout_s, NULL},
         {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)c->max_connections, NULL},
         {MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},

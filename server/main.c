@@ -78,7 +78,7 @@ static const opt_def options[] = {
     {"shutdown-timeout",    0,   "server.shutdown_timeout",                 K_UINT,     "9",         "seconds a graceful stop may take before the process exits(1) anyway"},
     {"conn-timeout",        0,   "server.connection_timeout",               K_UINT,     "30",        "idle connection timeout, seconds"},
     {"max-clients",         0,   "server.max_clients",                      K_UINT,     "1000",      "most simultaneous connections"},
-    {"header-limit-kb",     0,   "server.header_limit_kb",                  K_UINT,     "64",        "per-connection buffer, KiB: bounds request headers (431 above)"},
+    {"header-limit-kb",     0,   "server.header_limit_kb",                  K_UINT,     "64",        "request line + headers, KiB (431 above; connection buffer 2x)"},
     {"index-max-connections", 0, "index.max_connections index.m",           K_UINT,     "0",         "default HNSW M for new collections (0 = engine default 16)"},
     {"index-ef-construction", 0, "index.ef_construction",                   K_UINT,     "0",         "default ef_construction (0 = engine default 200)"},
     {"index-ef-search",     0,   "index.ef_search",                         K_UINT,     "0",         "default ef_search (0 = engine default 50)"},

@@ -46,7 +46,7 @@ typedef struct srv_config {
     unsigned conn_timeout_s;
     unsigned shutdown_timeout_s; /* graceful stop deadline */
     unsigned max_connections;
-    size_t conn_memory;     /* per-connection buffer: bounds the request headers */
+    size_t conn_memory;     /* --header-limit-kb in bytes (the connection buffer is twice that) */
     uint32_t m, ef_construction, ef_search, max_layer; /* [index] defaults for new collections */
 } srv_config;
 

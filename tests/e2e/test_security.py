@@ -107,6 +107,20 @@ def test_oversized_headers_get_431(server):
             % (ADMIN_KEY, "a" * 100000)).encode()
     data, _ = raw_request(server.port, head)
     assert data.startswith(b"HTTP/1.1 431"), data[:200]
+    # above the limit (64 KiB) but within the connection buffer: the JSON envelope
+    assert b'"code":"headers_too_large"' in data and b"application/json" in data, data[:400]
+    # many headers adding up past the limit count too
+    many = "".join("X-H%d: %s\r\n" % (i, "b" * 1000) for i in range(80))
+    head = ("GET /collections HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n%s\r\n" % (ADMIN_KEY, many)).encode()
+    data, _ = raw_request(server.port, head)
+    assert data.startswith(b"HTTP/1.1 431") and b'"code":"headers_too_large"' in data, data[:400]
+    # beyond twice the limit libmicrohttpd refuses them itself (still 431)
+    head = ("GET /collections HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n\r\n" % ("a" * 300000)).encode()
+    data, _ = raw_request(server.port, head)
+    assert data.startswith(b"HTTP/1.1 431"), data[:200]
+    # just under the limit is served
+    r = server.req("GET", "/collections", headers={"X-Pad": "c" * 60000})
+    assert r.status_code == 200, r.text[:200]
     assert server.req("GET", "/collections").status_code == 200
 
 
