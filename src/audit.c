@@ -39,6 +39,7 @@
 #include "db_int.h"
 #include "err.h"
 #include "io.h"
+#include "utf8.h"
 
 #define AUDIT_FILE "audit.log"
 /* Bound per field: keeps one line well under a pipe/page and a reader's buffer. */
@@ -58,40 +59,6 @@ static __thread struct {
     char wrote[AUDIT_CTX_ACTIONS][24];
 } audit_ctx;
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 if it is not one
- * (overlong forms, surrogates and code points above U+10FFFF are invalid). */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len;
-    unsigned cp;
-    if (c < 0x80)
-        return c == 0 ? 0 : 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
 /* A JSON string for s (NULL -> JSON null): invalid UTF-8 replaced by U+FFFD,
  * cut to AUDIT_FIELD_MAX bytes on a character boundary. NULL on ENOMEM. */
 static json_t *audit_string(const char *s)
@@ -105,7 +72,7 @@ static json_t *audit_string(const char *s)
     size_t out = 0;
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
-        size_t l = utf8_seq_len(u + i, n - i);
+        size_t l = utf8_char_len(u + i, n - i);
         const char *src = l ? s + i : "\xEF\xBF\xBD";
         size_t sl = l ? l : 3;
         if (out + sl > AUDIT_FIELD_MAX)

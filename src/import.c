@@ -61,6 +61,7 @@
 #include "payload.h"
 #include "recovery_int.h"
 #include "snap.h"
+#include "utf8.h"
 
 #define IMP_WINDOW (8u << 20)
 #define IMP_SPACE_MARGIN (16u << 20)
@@ -378,49 +379,10 @@ static dv_code sink_grow(imp_sink *s, dv_err *err)
     return DV_OK;
 }
 
-/* Length of the valid UTF-8 prefix of p[0..n) (n when all of it is valid):
- * no overlong forms, no surrogates, nothing above U+10FFFF. */
-static size_t utf8_valid(const uint8_t *p, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = p[i];
-        size_t k;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            k = 1;
-            cp = c & 0x1Fu;
-        } else if ((c & 0xF0) == 0xE0) {
-            k = 2;
-            cp = c & 0x0Fu;
-        } else if ((c & 0xF8) == 0xF0) {
-            k = 3;
-            cp = c & 0x07u;
-        } else {
-            return i;
-        }
-        if (k > n - i - 1)
-            return i;
-        for (size_t j = 1; j <= k; j++) {
-            if ((p[i + j] & 0xC0) != 0x80)
-                return i;
-            cp = cp << 6 | (p[i + j] & 0x3Fu);
-        }
-        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return i;
-        i += k + 1;
-    }
-    return n;
-}
-
 dv_code imp_sink_add(imp_sink *s, const char *id, const float *v, const char *meta, size_t meta_len, dv_err *err)
 {
     size_t il = strnlen(id, DV_ID_MAX + 1);
-    if (il == 0 || il > DV_ID_MAX || utf8_valid((const uint8_t *)id, il) != il)
+    if (il == 0 || il > DV_ID_MAX || utf8_valid_prefix((const uint8_t *)id, il) != il)
         return dv_errorf(err, DV_EINVAL, "import: id \"%.40s\" is empty, longer than %d bytes or not UTF-8", id,
                          DV_ID_MAX);
     if (!dist_all_finite(v, s->dim))

@@ -55,6 +55,7 @@
 
 #include "err.h"
 #include "recovery_int.h"
+#include "utf8.h"
 
 #define LG_UUID_LEN 16
 #define LG_HDR 32
@@ -180,35 +181,10 @@ static int text_ok(const uint8_t *s, uint64_t n)
 {
     for (uint64_t i = 0; i < n;) {
         unsigned c = s[i];
-        if (c < 0x80) {
-            if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f)
-                return 0;
-            i++;
-            continue;
-        }
-        uint64_t len;
-        unsigned cp;
-        if (c >= 0xC2 && c <= 0xDF) {
-            len = 2;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
+        if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f)
             return 0;
-        }
-        if (i + len > n)
-            return 0;
-        for (uint64_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = cp << 6 | (s[i + k] & 0x3F);
-        }
-        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
+        size_t len = utf8_char_len(s + i, (size_t)(n - i));
+        if (!len)
             return 0;
         i += len;
     }

@@ -37,7 +37,7 @@ FUZZ_SRCS_wal := src/err.c src/io.c src/wal.c
 FUZZ_SRCS_index := src/err.c $(sort $(wildcard src/dist*.c src/hnsw*.c))
 FUZZ_SRCS_readers := src/err.c cli/ingest_readers.c
 FUZZ_SRCS_snap := src/err.c src/io.c src/names.c src/snap.c
-FUZZ_SRCS_legacy := src/err.c src/payload.c src/import_legacy.c
+FUZZ_SRCS_legacy := src/err.c src/payload.c src/utf8.c src/import_legacy.c
 FUZZ_SRCS_fastjson := server/fastjson.c
 # the whole engine (a database holds the backup)
 FUZZ_SRCS_backup := $(sort $(wildcard src/*.c)) src/backup.c
