@@ -2,7 +2,8 @@
 #
 #   make            build build/libdvecdb.a, build/vectordb-server, build/vectordb-cli
 #   make run        install deps, build, start the server on ./data, 127.0.0.1:8080
-#   make test       install deps, build, unit + crash tests, ASan/UBSan run, e2e, bench smoke
+#   make test       install deps, build, unit + crash tests, ASan/UBSan run, e2e (twice: plain
+#                   and ASan), fuzz corpus replay, valgrind smoke of the server, bench smoke
 #   make test-asan  unit + crash tests under AddressSanitizer + UBSan (build-asan/)
 #   make bench      the benchmarks (long; figures go to docs/benchmarks.md)
 #   make SANITIZE=address,undefined   any target, sanitized (into build-asan/)
@@ -107,6 +108,7 @@ test: deps
 	$(MAKE) test-e2e
 	$(MAKE) test-e2e-asan
 	$(MAKE) fuzz-replay
+	DVECDB_BUILD=$(BUILD) scripts/valgrind-smoke.sh
 	$(MAKE) bench-smoke
 	@echo "make test: all passed"
 
