@@ -488,13 +488,23 @@ dv_code snap_write_gen(const char *dir, const dv_coll_config *cfg, uint64_t gen,
 /* Called with consecutive validated pieces of the body. */
 typedef dv_code (*body_fn)(void *ctx, const uint8_t *p, size_t n, dv_err *err);
 
-/* Open path, validate header, size, every block checksum and (when
- * want_xxh3 is set) the whole-file checksum; stream the body through fn.
- * The blocks of a chunk are checked before fn sees any of its bytes. */
-static dv_code read_file(const char *path, int kind, const snap_file_ref *ref, file_hdr *h, body_fn fn, void *ctx,
-                         dv_err *err)
+/* Read piece: a multiple of the block size (which divides CHUNK). Small
+ * enough that a piece read by pread is still in the L2 cache while its
+ * blocks are hashed and fn decodes it: each byte comes from memory once. */
+#define READ_PIECE (256u * 1024u)
+
+/* Open path, validate header, size, every block checksum and (when ref is
+ * set) the whole-file checksum against the manifest; stream the body
+ * through fn. The blocks of a piece are checked before fn sees any of its
+ * bytes, and each block is hashed for the whole-file checksum in the same
+ * pass (while it is in cache). With dst set, the body is read straight into
+ * dst (at least body_size bytes) instead of a bounce buffer; fn may be NULL.
+ * check, when set, runs on the decoded header before any body byte is read. */
+static dv_code read_file(const char *path, int kind, const snap_file_ref *ref, file_hdr *h,
+                         dv_code (*check)(void *ctx, const file_hdr *h, dv_err *err), body_fn fn, void *ctx,
+                         uint8_t *dst, dv_err *err)
 {
-    uint8_t *buf = NULL, *trailer = NULL;
+    uint8_t *trailer = NULL, *own = NULL;
     XXH3_state_t *st = NULL;
     dv_code rc = DV_OK;
     int fd = io_open(path, O_RDONLY, 0);
@@ -528,13 +538,17 @@ static dv_code read_file(const char *path, int kind, const snap_file_ref *ref, f
         goto out;
     }
     rc = hdr_decode(hb, kind, path, size, h, err);
+    if (!rc && check)
+        rc = check(ctx, h, err);
     if (rc)
         goto out;
     uint64_t n_blk = n_blocks_of(h->body_size, h->block_size);
-    buf = malloc(CHUNK);
+    size_t piece = h->block_size >= READ_PIECE ? h->block_size : READ_PIECE;
+    uint8_t *buf = dst ? dst : (own = malloc(piece));
     trailer = malloc(n_blk * 8 + 1);
-    st = XXH3_createState();
-    if (!buf || !trailer || !st) {
+    if (ref)
+        st = XXH3_createState();
+    if (!buf || !trailer || (ref && !st)) {
         rc = dv_errorf(err, DV_ENOMEM, "snap: read %s: out of memory", path);
         goto out;
     }
@@ -544,11 +558,14 @@ static dv_code read_file(const char *path, int kind, const snap_file_ref *ref, f
         rc = dv_errorf(err, dv_code_from_errno(e), "snap: read %s: %s", path, strerror(e));
         goto out;
     }
-    XXH3_64bits_reset(st);
-    XXH3_64bits_update(st, hb, HDR_SIZE);
+    if (st) {
+        XXH3_64bits_reset(st);
+        XXH3_64bits_update(st, hb, HDR_SIZE);
+    }
     for (uint64_t off = 0; off < h->body_size;) {
-        size_t take = h->body_size - off < CHUNK ? (size_t)(h->body_size - off) : CHUNK;
-        r = io_pread_full(fd, buf, take, HDR_SIZE + off);
+        size_t take = h->body_size - off < piece ? (size_t)(h->body_size - off) : piece;
+        uint8_t *p = dst ? dst + off : buf;
+        r = io_pread_full(fd, p, take, HDR_SIZE + off);
         if (r < 0 || (size_t)r != take) {
             int e = r < 0 ? errno : EIO;
             rc = dv_errorf(err, dv_code_from_errno(e), "snap: read %s at offset %" PRIu64 ": %s", path,
@@ -558,38 +575,42 @@ static dv_code read_file(const char *path, int kind, const snap_file_ref *ref, f
         for (size_t b = 0; b < take; b += h->block_size) {
             size_t bl = take - b < h->block_size ? take - b : h->block_size;
             uint64_t bi = (off + b) / h->block_size;
-            if (XXH3_64bits(buf + b, bl) != get_u64(trailer + 8 * bi)) {
+            if (XXH3_64bits(p + b, bl) != get_u64(trailer + 8 * bi)) {
                 rc = dv_errorf(err, DV_ECORRUPT,
                                "snap: %s: checksum mismatch in block %" PRIu64 " (file offset %" PRIu64
                                "..%" PRIu64 ")",
                                path, bi, HDR_SIZE + off + b, HDR_SIZE + off + b + bl - 1);
                 goto out;
             }
+            if (st)
+                XXH3_64bits_update(st, p + b, bl);
         }
-        XXH3_64bits_update(st, buf, take);
-        rc = fn(ctx, buf, take, err);
-        if (rc)
+        if (fn && (rc = fn(ctx, p, take, err)) != DV_OK)
             goto out;
         off += take;
     }
-    XXH3_64bits_update(st, trailer, n_blk * 8);
-    if (ref && XXH3_64bits_digest(st) != ref->xxh3) {
-        rc = dv_errorf(err, DV_ECORRUPT, "snap: %s: whole-file checksum differs from the manifest's", path);
-        goto out;
+    if (st) {
+        XXH3_64bits_update(st, trailer, n_blk * 8);
+        if (XXH3_64bits_digest(st) != ref->xxh3) {
+            rc = dv_errorf(err, DV_ECORRUPT, "snap: %s: whole-file checksum differs from the manifest's", path);
+            goto out;
+        }
     }
 out:
     io_close(fd);
-    free(buf);
+    free(own);
     free(trailer);
     if (st)
         XXH3_freeState(st);
     return rc;
 }
 
-/* Fixed-size vector records reassembled across chunk boundaries. */
+/* Fixed-size vector records, reassembled only when one straddles two
+ * pieces; otherwise handed to fn in place. */
 typedef struct vec_rd {
     const char *path;
     uint32_t dim;
+    uint64_t want_count; /* UINT64_MAX: whatever the header says */
     uint8_t *rec;
     size_t have;
     uint64_t slot;
@@ -598,35 +619,69 @@ typedef struct vec_rd {
     void *ctx;
 } vec_rd;
 
+static dv_code vec_check(void *ctx, const file_hdr *h, dv_err *err)
+{
+    vec_rd *vr = ctx;
+    if (vr->want_count != UINT64_MAX && h->count != vr->want_count)
+        return dv_errorf(err, DV_ECORRUPT, "snap: %s: %" PRIu64 " records, manifest says %" PRIu64, vr->path,
+                         h->count, vr->want_count);
+    return DV_OK;
+}
+
+/* One whole record at rec: flags, then the vector (little endian). On a
+ * little-endian host a 4-byte aligned vector is passed without a copy. */
+static dv_code vec_emit(vec_rd *vr, const uint8_t *rec, dv_err *err)
+{
+    size_t rs = 4 + 4 * (size_t)vr->dim;
+    uint32_t flags = get_u32(rec);
+    if (flags > 1)
+        return dv_errorf(err, DV_ECORRUPT, "snap: %s: bad flags %u in record %" PRIu64 " (offset %" PRIu64 ")",
+                         vr->path, flags, vr->slot, HDR_SIZE + vr->slot * rs);
+    const float *v = vr->v;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (((uintptr_t)(rec + 4) & (_Alignof(float) - 1)) == 0)
+        v = (const float *)(const void *)(rec + 4);
+    else
+#endif
+        for (uint32_t i = 0; i < vr->dim; i++)
+            vr->v[i] = get_f32(rec + 4 + 4 * (size_t)i);
+    dv_code rc = vr->fn(vr->ctx, vr->slot, (int)(flags & 1), v, err);
+    if (rc)
+        return rc;
+    vr->slot++;
+    return DV_OK;
+}
+
 static dv_code vec_piece(void *ctx, const uint8_t *p, size_t n, dv_err *err)
 {
     vec_rd *vr = ctx;
     size_t rs = 4 + 4 * (size_t)vr->dim;
     while (n > 0) {
+        if (vr->have == 0 && n >= rs) {
+            dv_code rc = vec_emit(vr, p, err);
+            if (rc)
+                return rc;
+            p += rs;
+            n -= rs;
+            continue;
+        }
         size_t take = rs - vr->have < n ? rs - vr->have : n;
         memcpy(vr->rec + vr->have, p, take);
         vr->have += take;
         p += take;
         n -= take;
         if (vr->have == rs) {
-            uint32_t flags = get_u32(vr->rec);
-            if (flags > 1)
-                return dv_errorf(err, DV_ECORRUPT, "snap: %s: bad flags %u in record %" PRIu64 " (offset %" PRIu64 ")",
-                                 vr->path, flags, vr->slot, HDR_SIZE + vr->slot * rs);
-            for (uint32_t i = 0; i < vr->dim; i++)
-                vr->v[i] = get_f32(vr->rec + 4 + 4 * (size_t)i);
-            dv_code rc = vr->fn(vr->ctx, vr->slot, (int)(flags & 1), vr->v, err);
+            vr->have = 0;
+            dv_code rc = vec_emit(vr, vr->rec, err);
             if (rc)
                 return rc;
-            vr->slot++;
-            vr->have = 0;
         }
     }
     return DV_OK;
 }
 
-static dv_code stream_vectors(const char *path, const snap_file_ref *ref, const dv_coll_config *cfg, file_hdr *h,
-                              snap_vec_fn fn, void *ctx, dv_err *err)
+static dv_code stream_vectors(const char *path, const snap_file_ref *ref, const dv_coll_config *cfg,
+                              uint64_t want_count, file_hdr *h, snap_vec_fn fn, void *ctx, dv_err *err)
 {
     /* The header is needed before the records: peek at it. */
     uint8_t hb[HDR_SIZE];
@@ -651,7 +706,7 @@ static dv_code stream_vectors(const char *path, const snap_file_ref *ref, const 
     if (cfg && (h->dim != cfg->dim || h->metric != (uint32_t)cfg->metric))
         return dv_errorf(err, DV_ECORRUPT, "snap: %s: header says dim %u metric %u, manifest dim %u metric %u", path,
                          h->dim, h->metric, cfg->dim, (unsigned)cfg->metric);
-    vec_rd vr = {.path = path, .dim = h->dim, .fn = fn, .ctx = ctx};
+    vec_rd vr = {.path = path, .dim = h->dim, .want_count = want_count, .fn = fn, .ctx = ctx};
     vr.rec = malloc(4 + 4 * (size_t)h->dim);
     vr.v = malloc(4 * (size_t)h->dim);
     if (!vr.rec || !vr.v) {
@@ -659,7 +714,7 @@ static dv_code stream_vectors(const char *path, const snap_file_ref *ref, const 
         free(vr.v);
         return dv_errorf(err, DV_ENOMEM, "snap: read %s: out of memory", path);
     }
-    rc = read_file(path, SNAP_VECTORS, ref, h, vec_piece, &vr, err);
+    rc = read_file(path, SNAP_VECTORS, ref, h, vec_check, vec_piece, &vr, NULL, err);
     free(vr.rec);
     free(vr.v);
     return rc;
@@ -682,43 +737,144 @@ dv_code snap_load_vectors(const char *dir, const snap_manifest *m, snap_vec_fn f
     if (rc)
         return rc;
     file_hdr h;
-    rc = stream_vectors(path, ref, &m->cfg, &h, fn, ctx, err);
-    if (!rc && h.count != m->n_slots)
-        rc = dv_errorf(err, DV_ECORRUPT, "snap: %s: %" PRIu64 " records, manifest says %" PRIu64, path, h.count,
-                       m->n_slots);
-    return rc;
+    /* The record count is checked against the manifest before any record
+     * is handed out: a caller sizes its arrays from the manifest. */
+    return stream_vectors(path, ref, &m->cfg, m->n_slots, &h, fn, ctx, err);
 }
 
-/* Whole body of a variable-record file into one buffer. */
-typedef struct body_buf {
-    uint8_t *p;
-    size_t len;
-} body_buf;
-
-static dv_code buf_piece(void *ctx, const uint8_t *p, size_t n, dv_err *err)
-{
-    (void)err;
-    body_buf *b = ctx;
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-    return DV_OK;
-}
-
+/* Whole body of a file read into one malloc'd buffer. */
 static dv_code read_body(const char *path, int kind, const snap_file_ref *ref, file_hdr *h, uint8_t **out,
                          dv_err *err)
 {
-    /* The size is checked against the manifest before any allocation. */
+    /* The size is checked against the manifest before any allocation; the
+     * body is read straight into the buffer (no bounce copy). */
     if (ref->size < HDR_SIZE)
         return dv_errorf(err, DV_ECORRUPT, "snap: %s: manifest size %" PRIu64 " too small", path, ref->size);
-    body_buf b = {.p = malloc(ref->size - HDR_SIZE + 1), .len = 0};
-    if (!b.p)
+    uint8_t *b = malloc(ref->size - HDR_SIZE + 1);
+    if (!b)
         return dv_errorf(err, DV_ENOMEM, "snap: read %s: out of memory", path);
-    dv_code rc = read_file(path, kind, ref, h, buf_piece, &b, err);
+    dv_code rc = read_file(path, kind, ref, h, NULL, NULL, NULL, b, err);
     if (rc) {
-        free(b.p);
+        free(b);
         return rc;
     }
-    *out = b.p;
+    *out = b;
+    return DV_OK;
+}
+
+/* Variable-size ids records decoded as the pieces stream by; a record that
+ * straddles two pieces is gathered in `carry` (at most one record long). */
+typedef struct ids_rd {
+    const char *path;
+    uint64_t want_count;
+    const file_hdr *h;
+    uint64_t slot;
+    uint64_t off;     /* body offset of the next record (or of the one in carry) */
+    uint8_t *carry;
+    size_t have, carry_cap;
+    snap_id_fn fn;
+    void *ctx;
+} ids_rd;
+
+#define IDREC_MAX (3u + DV_ID_MAX + 4u + DV_METADATA_MAX)
+
+static dv_code ids_check(void *ctx, const file_hdr *h, dv_err *err)
+{
+    ids_rd *r = ctx;
+    if (h->count != r->want_count)
+        return dv_errorf(err, DV_ECORRUPT, "snap: %s: %" PRIu64 " records, manifest says %" PRIu64, r->path,
+                         h->count, r->want_count);
+    return DV_OK;
+}
+
+static dv_code ids_bad(const ids_rd *r, dv_err *err)
+{
+    return dv_errorf(err, DV_ECORRUPT, "snap: %s: bad record %" PRIu64 " at offset %" PRIu64, r->path, r->slot,
+                     (uint64_t)HDR_SIZE + r->off);
+}
+
+/* Length of the record starting at p (avail bytes there): 0 while it is not
+ * known yet, SIZE_MAX when the fields read so far are invalid. Every length
+ * is checked before it is used: the body is hostile. */
+static size_t idrec_len(const uint8_t *p, size_t avail)
+{
+    if (avail < 3)
+        return 0;
+    uint8_t flags = p[0];
+    size_t id_len = get_u16(p + 1);
+    if (flags > 1 || id_len > DV_ID_MAX || (flags == 1 && id_len == 0) || (flags == 0 && id_len != 0))
+        return SIZE_MAX;
+    if (avail < 3 + id_len + 4)
+        return 0;
+    size_t meta_len = get_u32(p + 3 + id_len);
+    if (meta_len > DV_METADATA_MAX || (flags == 0 && meta_len != 0))
+        return SIZE_MAX;
+    return 3 + id_len + 4 + meta_len;
+}
+
+/* Decode one whole record of len bytes at p. */
+static dv_code idrec_emit(ids_rd *r, const uint8_t *p, size_t len, dv_err *err)
+{
+    uint8_t flags = p[0];
+    size_t id_len = get_u16(p + 1);
+    const char *id = (const char *)p + 3;
+    size_t meta_len = len - 3 - id_len - 4;
+    const char *meta = meta_len ? (const char *)p + 3 + id_len + 4 : NULL;
+    if (memchr(id, 0, id_len))
+        return ids_bad(r, err);
+    dv_code rc = r->fn(r->ctx, r->slot, flags & 1, id, id_len, meta, meta_len, err);
+    if (rc)
+        return rc;
+    r->slot++;
+    r->off += len;
+    return DV_OK;
+}
+
+static dv_code ids_piece(void *ctx, const uint8_t *p, size_t n, dv_err *err)
+{
+    ids_rd *r = ctx;
+    while (n > 0) {
+        if (r->slot >= r->h->count)
+            return dv_errorf(err, DV_ECORRUPT, "snap: %s: %" PRIu64 " trailing body bytes at offset %" PRIu64,
+                             r->path, r->h->body_size - r->off, (uint64_t)HDR_SIZE + r->off);
+        if (r->have == 0) {
+            size_t len = idrec_len(p, n);
+            if (len == SIZE_MAX)
+                return ids_bad(r, err);
+            if (len && len <= n) {
+                dv_code rc = idrec_emit(r, p, len, err);
+                if (rc)
+                    return rc;
+                p += len;
+                n -= len;
+                continue;
+            }
+        }
+        /* Gather a straddling record: first its fixed part, then the rest. */
+        if (!r->carry) {
+            r->carry = malloc(IDREC_MAX);
+            if (!r->carry)
+                return dv_errorf(err, DV_ENOMEM, "snap: read %s: out of memory", r->path);
+        }
+        size_t len = idrec_len(r->carry, r->have);
+        if (len == SIZE_MAX)
+            return ids_bad(r, err);
+        size_t want = len ? len : r->have < 3 ? 3 : 3 + (size_t)get_u16(r->carry + 1) + 4;
+        size_t take = want - r->have < n ? want - r->have : n;
+        memcpy(r->carry + r->have, p, take);
+        r->have += take;
+        p += take;
+        n -= take;
+        len = idrec_len(r->carry, r->have);
+        if (len == SIZE_MAX)
+            return ids_bad(r, err);
+        if (len && r->have == len) {
+            r->have = 0;
+            dv_code rc = idrec_emit(r, r->carry, len, err);
+            if (rc)
+                return rc;
+        }
+    }
     return DV_OK;
 }
 
@@ -732,55 +888,12 @@ dv_code snap_load_ids(const char *dir, const snap_manifest *m, snap_id_fn fn, vo
     if (rc)
         return rc;
     file_hdr h;
-    uint8_t *body = NULL;
-    rc = read_body(path, SNAP_IDS, ref, &h, &body, err);
-    if (rc)
-        return rc;
-    if (h.count != m->n_slots) {
-        rc = dv_errorf(err, DV_ECORRUPT, "snap: %s: %" PRIu64 " records, manifest says %" PRIu64, path, h.count,
-                       m->n_slots);
-        goto out;
-    }
-    /* Every length is checked against what is left: the body is hostile. */
-    size_t off = 0, end = (size_t)h.body_size;
-    for (uint64_t s = 0; s < h.count; s++) {
-        size_t rec_off = off;
-        if (end - off < 3)
-            goto bad;
-        uint8_t flags = body[off];
-        size_t id_len = get_u16(body + off + 1);
-        off += 3;
-        if (flags > 1 || id_len > DV_ID_MAX || (flags == 1 && id_len == 0) || (flags == 0 && id_len != 0) ||
-            end - off < id_len + 4)
-            goto bad_at;
-        const char *id = (const char *)body + off;
-        off += id_len;
-        size_t meta_len = get_u32(body + off);
-        off += 4;
-        if (meta_len > DV_METADATA_MAX || end - off < meta_len || (flags == 0 && meta_len != 0))
-            goto bad_at;
-        const char *meta = meta_len ? (const char *)body + off : NULL;
-        off += meta_len;
-        if (memchr(id, 0, id_len)) {
-            off = rec_off;
-            goto bad_at;
-        }
-        rc = fn(ctx, s, flags & 1, id, id_len, meta, meta_len, err);
-        if (rc)
-            goto out;
-        continue;
-    bad_at:
-        off = rec_off;
-    bad:
-        rc = dv_errorf(err, DV_ECORRUPT, "snap: %s: bad record %" PRIu64 " at offset %zu", path, s,
-                       (size_t)HDR_SIZE + off);
-        goto out;
-    }
-    if (off != end)
-        rc = dv_errorf(err, DV_ECORRUPT, "snap: %s: %zu trailing body bytes at offset %zu", path, end - off,
-                       (size_t)HDR_SIZE + off);
-out:
-    free(body);
+    ids_rd r = {.path = path, .want_count = m->n_slots, .h = &h, .fn = fn, .ctx = ctx};
+    rc = read_file(path, SNAP_IDS, ref, &h, ids_check, ids_piece, &r, NULL, err);
+    /* The body ended inside a record, or before every record. */
+    if (!rc && (r.have || r.slot != h.count))
+        rc = ids_bad(&r, err);
+    free(r.carry);
     return rc;
 }
 
@@ -803,15 +916,6 @@ dv_code snap_load_index(const char *dir, const snap_manifest *m, uint8_t **buf, 
     return DV_OK;
 }
 
-static dv_code count_piece(void *ctx, const uint8_t *p, size_t n, dv_err *err)
-{
-    (void)ctx;
-    (void)p;
-    (void)n;
-    (void)err;
-    return DV_OK;
-}
-
 dv_code snap_verify(const char *dir, const snap_manifest *m, dv_err *err)
 {
     for (int k = 0; k < SNAP_N_FILES; k++) {
@@ -823,7 +927,7 @@ dv_code snap_verify(const char *dir, const snap_manifest *m, dv_err *err)
         if (rc)
             return rc;
         file_hdr h;
-        rc = read_file(path, k, ref, &h, count_piece, NULL, err);
+        rc = read_file(path, k, ref, &h, NULL, NULL, NULL, NULL, err);
         if (rc)
             return rc;
         if (k != SNAP_INDEX && h.count != m->n_slots)
@@ -880,7 +984,7 @@ dv_code snap_read_vectors_file(const char *path, uint32_t *dim, dv_metric *metri
     o.vecs = malloc(h.count * h.dim * sizeof(float) + 1);
     if (!o.vecs)
         return dv_errorf(err, DV_ENOMEM, "snap: read %s: out of memory for %" PRIu64 " vectors", path, h.count);
-    rc = stream_vectors(path, NULL, NULL, &h, orphan_vec, &o, err);
+    rc = stream_vectors(path, NULL, NULL, UINT64_MAX, &h, orphan_vec, &o, err);
     if (rc) {
         free(o.vecs);
         return rc;
