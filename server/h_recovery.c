@@ -13,11 +13,19 @@
  * Jobs: `POST /collections/import?wait=false` runs the import in a thread
  * and answers 202 with a job id; the job table keeps the newest finished
  * jobs (SRV_JOBS_MAX) and every running one; shutdown cancels running jobs
- * through the progress callback and joins their threads.
+ * through the progress callback and joins their threads. Each job is also
+ * kept as <data>/.jobs/<job_id>.json (written when it starts and when it
+ * ends, atomically), so `GET /jobs/:id` still answers after a restart: a
+ * job whose file still says "running" was interrupted by a crash, and says
+ * so. Job files older than SRV_JOB_FILE_TTL_S are removed at start-up.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -318,8 +326,45 @@ typedef struct srv_job {
 static pthread_mutex_t jobs_mu = PTHREAD_MUTEX_INITIALIZER;
 static srv_job *jobs[SRV_JOBS_MAX];
 
+/* Finished job files are kept this long (a week): long enough to look at
+ * an import's outcome after a week-end, short enough not to pile up. */
+#define SRV_JOB_FILE_TTL_S (7 * 86400)
+#define SRV_JOBS_DIR ".jobs"
+
+/* "job-" and 16 lowercase hex digits: the only names a job file can have
+ * (checked before a route parameter becomes part of a path). */
+static int job_id_valid(const char *id)
+{
+    if (strncmp(id, "job-", 4) != 0 || strlen(id) != 20)
+        return 0;
+    for (const char *p = id + 4; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* Remove job files older than SRV_JOB_FILE_TTL_S (and temp files a crash
+ * left behind). Best effort: a failure only leaves a file for next time. */
 int srv_jobs_init(void)
 {
+    char dir[PATH_MAX];
+    if ((size_t)snprintf(dir, sizeof dir, "%s/%s", g_srv.cfg.data_dir, SRV_JOBS_DIR) >= sizeof dir)
+        return 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    time_t now = time(NULL);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (strstr(e->d_name, ".tmp") || now - st.st_mtime > SRV_JOB_FILE_TTL_S)
+            (void)unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
     return 0;
 }
 
@@ -356,6 +401,8 @@ static json_t *import_report_json(const char *coll, const dv_import_report *rep)
     return o;
 }
 
+static void job_persist(srv_job *j);
+
 static void *job_main(void *arg)
 {
     srv_job *j = arg;
@@ -383,6 +430,7 @@ static void *job_main(void *arg)
         snprintf(j->error, sizeof j->error, "%s", err.msg[0] ? err.msg : dv_strerror(c));
     }
     pthread_mutex_unlock(&jobs_mu);
+    job_persist(j);
     char q[600];
     srv_log(SRV_LOG_INFO, "job_finished", "job=%s collection=%s code=%s imported=%llu msg=%s", j->id, j->coll,
             dv_code_name(c), (unsigned long long)rep.imported, srv_log_quote(j->error, q, sizeof q));
@@ -444,6 +492,94 @@ static json_t *job_json(const srv_job *j)
     return o;
 }
 
+/* Write the job's state to <data>/.jobs/<id>.json: temp file, fsync,
+ * rename, fsync of the directory, so a crash leaves the old state or the
+ * new one. Best effort: a failure is logged and the job goes on (its
+ * in-memory state still answers until a restart). Called without jobs_mu. */
+static void job_persist(srv_job *j)
+{
+    pthread_mutex_lock(&jobs_mu);
+    json_t *o = job_json(j);
+    pthread_mutex_unlock(&jobs_mu);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    char dir[PATH_MAX], tmp[PATH_MAX + 64], path[PATH_MAX + 64];
+    int fd = -1, ok = 0;
+    if (!text || (size_t)snprintf(dir, sizeof dir, "%s/%s", g_srv.cfg.data_dir, SRV_JOBS_DIR) >= sizeof dir)
+        goto out;
+    snprintf(tmp, sizeof tmp, "%s/%s.json.tmp", dir, j->id);
+    snprintf(path, sizeof path, "%s/%s.json", dir, j->id);
+    if (mkdir(dir, 0750) != 0 && errno != EEXIST)
+        goto out;
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0)
+        goto out;
+    size_t n = strlen(text), off = 0;
+    while (off < n) {
+        ssize_t w = write(fd, text + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            goto out;
+        off += (size_t)w;
+    }
+    /* The file's bytes before its name: a power loss after the rename must
+     * not leave an empty job file that hides the job's outcome. */
+    if (fsync(fd) != 0)
+        goto out;
+    close(fd);
+    fd = -1;
+    if (rename(tmp, path) != 0)
+        goto out;
+    /* The rename itself: without it the job's last state can revert. */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        ok = fsync(dfd) == 0;
+        close(dfd);
+    }
+out:
+    if (fd >= 0) {
+        close(fd);
+        (void)unlink(tmp);
+    }
+    if (!ok)
+        srv_log(SRV_LOG_WARN, "job_persist_failed", "job=%s errno=%d msg=\"%s\"", j->id, errno, strerror(errno));
+    free(text);
+}
+
+static void job_file_remove(const char *id)
+{
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s/%s.json", g_srv.cfg.data_dir, SRV_JOBS_DIR, id) < sizeof path)
+        (void)unlink(path);
+}
+
+/* A job of an earlier run of the server, from its file; NULL if none. A
+ * job that was running when that server died is reported "interrupted". */
+static json_t *job_from_file(const char *id)
+{
+    char path[PATH_MAX];
+    if (!job_id_valid(id) ||
+        (size_t)snprintf(path, sizeof path, "%s/%s/%s.json", g_srv.cfg.data_dir, SRV_JOBS_DIR, id) >= sizeof path)
+        return NULL;
+    json_t *o = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return NULL;
+    }
+    const char *st = json_string_value(json_object_get(o, "state"));
+    if (st && !strcmp(st, "running")) {
+        json_object_set_new(o, "state", json_string("interrupted"));
+        json_object_set_new(o, "error",
+                            json_string("the server stopped while this import ran (crash or kill); an import whose "
+                                        "data was committed was finished at start-up, else nothing was imported: "
+                                        "check the collection (GET /collections/<name>) and import again if needed"));
+        json_object_set_new(o, "code", json_string("interrupted"));
+    }
+    json_object_set_new(o, "from_previous_run", json_true());
+    return o;
+}
+
 void h_job_get(srv_req *r)
 {
     pthread_mutex_lock(&jobs_mu);
@@ -452,6 +588,8 @@ void h_job_get(srv_req *r)
         if (jobs[i] && !strcmp(jobs[i]->id, r->params[0]))
             o = job_json(jobs[i]);
     pthread_mutex_unlock(&jobs_mu);
+    if (!o)
+        o = job_from_file(r->params[0]);
     if (!o)
         srv_reply_err(r, 404, "not_found", "jobs: no job with this id");
     else
@@ -546,10 +684,14 @@ void h_import(srv_req *r)
     j->opts.format = j->format;
     j->opts.progress = job_progress;
     j->opts.progress_ctx = j;
+    /* Its "running" file before its thread: the thread's final write must
+     * be the last one. */
+    job_persist(j);
     pthread_mutex_lock(&jobs_mu);
     int slot = job_slot();
     if (slot < 0 || srv_stopping() || pthread_create(&j->th, NULL, job_main, j) != 0) {
         pthread_mutex_unlock(&jobs_mu);
+        job_file_remove(j->id);
         job_free(j);
         srv_reply_err(r, 503, "busy", "jobs: too many running jobs or shutting down");
         goto out;

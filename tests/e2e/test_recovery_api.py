@@ -375,3 +375,50 @@ def test_each_operation_is_audited_once_with_its_callers_key_id(server_factory, 
             assert a["route"] and a["route"].startswith("/"), a
     assert hd["backup"]["backup_id"] in by[("hard-delete", "aud")][0]["detail"]
     assert len(by[("delete", "nosuch")]) == 1 and by[("delete", "nosuch")][0]["outcome"] == "not_found"
+
+
+def test_import_jobs_answer_after_a_restart_and_a_killed_one_says_interrupted(server_factory, tmp_path):
+    roots = tmp_path / "orphans"
+    roots.mkdir()
+    s = server_factory(args=["--import-root", str(roots)])
+    make_legacy(roots / "small", 200, 16, 5)
+    n, dim = (6000, 64) if (QUICK or ASAN) else (20000, 256)
+    make_legacy(roots / "big", n, dim, 6)
+
+    def start(src, name):
+        body = {"orphaned_path": str(roots / src), "collection_name": name, "dimension": 16 if src == "small" else dim,
+                "distance_metric": "Euclidean", "vector_type": "Float32"}
+        r = s.req("POST", "/collections/import?wait=false", json_body=body)
+        assert r.status_code == 202, r.text
+        return r.json()["data"]["job_id"]
+
+    done_id = start("small", "small")
+    t_end = time.time() + 60
+    while s.ok("GET", "/jobs/" + done_id)["state"] == "running":
+        assert time.time() < t_end
+        time.sleep(0.05)
+    # a job that finished survives a clean restart, with its result
+    s.restart()
+    st = s.ok("GET", "/jobs/" + done_id)
+    assert st["state"] == "succeeded" and st["result"]["imported"] == 200 and st["from_previous_run"] is True, st
+    # a job killed while it runs says so after the restart
+    run_id = start("big", "big")
+    while True:
+        st = s.ok("GET", "/jobs/" + run_id)
+        if st["state"] != "running" or st["phase"] not in ("queued", ""):
+            break
+        time.sleep(0.01)
+    assert st["state"] == "running", "the import finished before the kill: make it bigger (%r)" % st
+    s.kill9()
+    s.start()
+    st = s.ok("GET", "/jobs/" + run_id)
+    assert st["state"] == "interrupted" and st["code"] == "interrupted" and st["from_previous_run"] is True, st
+    # all or nothing: the import was finished at start-up or never happened
+    r = s.req("GET", "/collections/big")
+    assert r.status_code in (200, 404)
+    if r.status_code == 200:
+        assert r.json()["data"]["vector_count"] == n
+    # ids that are not job ids never reach the file system
+    for bad in ("job-unknown", "job-..%2f..%2faudit.log", "job-0123456789abcdef0", "job-0123456789ABCDEF"):
+        assert s.req("GET", "/jobs/" + bad).status_code == 404, bad
+    assert not [f for f in os.listdir(os.path.join(s.data_dir, ".jobs")) if f.endswith(".tmp")]
