@@ -326,7 +326,7 @@ static int poll_job(const cli_ctx *ctx, const char *job_id, json_t **final)
 {
     static const char *const done_set[] = {"done", "completed", "complete", "succeeded",
                                            "success", "finished", NULL};
-    static const char *const fail_set[] = {"failed", "error", "cancelled", "canceled", NULL};
+    static const char *const fail_set[] = {"failed", "error", "cancelled", "canceled", "interrupted", NULL};
     char path[512] = "/jobs/";
     http_escape(job_id, path, sizeof path);
     out_progress p;

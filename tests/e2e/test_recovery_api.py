@@ -413,6 +413,12 @@ def test_import_jobs_answer_after_a_restart_and_a_killed_one_says_interrupted(se
     s.start()
     st = s.ok("GET", "/jobs/" + run_id)
     assert st["state"] == "interrupted" and st["code"] == "interrupted" and st["from_previous_run"] is True, st
+    # the CLI following that job stops with the reason and exit code 1 (it
+    # polled forever on a state it did not know)
+    from conftest import ADMIN_KEY, BIN
+    p = subprocess.run([os.path.join(os.path.dirname(BIN), "vectordb-cli"), "--url", "http://127.0.0.1:%d" % s.port, "--api-key",
+                        ADMIN_KEY, "import", "--job", run_id], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1 and "interrupted" in p.stderr, (p.returncode, p.stderr)
     # all or nothing: the import was finished at start-up or never happened
     r = s.req("GET", "/collections/big")
     assert r.status_code in (200, 404)
