@@ -264,12 +264,12 @@ static int known_hash(const snap_manifest *sm, const char *name, uint64_t size, 
     return 0;
 }
 
-/* Hash every file under root (relative names from rel) into m. Snapshot
- * files that were hard-linked take the XXH3 their collection manifest
- * recorded when they were written (they are immutable, so re-reading hundreds of MB
- * would only re-prove the engine's own write: verify re-reads them all);
- * everything else (WAL copies, the manifest) is read and hashed. */
-static dv_code hash_tree(bmanifest *m, const snap_manifest *sm, const char *root, const char *rel, dv_err *err)
+/* Call visit(ctx, rel_path, full_path, name, err) for every regular file
+ * under root/rel, depth first, skipping the backup's own manifest at the
+ * top level. The one directory walk of backups (hashing a new backup,
+ * checking a backup for strays). */
+typedef dv_code (*tree_visit)(void *ctx, const char *rel, const char *full, const char *name, int top, dv_err *err);
+static dv_code walk_tree(const char *root, const char *rel, tree_visit visit, void *ctx, dv_err *err)
 {
     char dir[REC_PATH_MAX];
     dv_code rc = rel[0] ? rec_path(dir, sizeof dir, err, "%s/%s", root, rel)
@@ -290,23 +290,43 @@ static dv_code hash_tree(bmanifest *m, const snap_manifest *sm, const char *root
             rc = rec_path(full, sizeof full, err, "%s/%s", root, r);
         if (rc != DV_OK)
             break;
-        struct stat st;
-        if (rec_is_dir(full)) {
-            rc = hash_tree(m, sm, root, r, err);
-        } else {
-            uint64_t size = 0, h = 0;
-            if (!rel[0] && lstat(full, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink > 1 &&
-                known_hash(sm, names[i], (uint64_t)st.st_size, &h)) {
-                size = (uint64_t)st.st_size;
-                rc = manifest_add(m, r, size, h, err);
-            } else if ((rc = rec_hash_file(full, &size, &h, err)) == DV_OK) {
-                rc = manifest_add(m, r, size, h, err);
-            }
-            m->size_bytes += size;
-        }
+        rc = rec_is_dir(full) ? walk_tree(root, r, visit, ctx, err) : visit(ctx, r, full, names[i], !rel[0], err);
     }
     rec_free_names(names, n);
     return rc;
+}
+
+typedef struct {
+    bmanifest *m;
+    const snap_manifest *sm;
+} hash_ctx;
+
+/* Add one file to the manifest being built: top-level snapshot files that
+ * were hard-linked take the XXH3 their collection manifest recorded when
+ * they were written (they are immutable, so re-reading hundreds of MB would
+ * only re-prove the engine's own write: verify re-reads them all);
+ * everything else (WAL copies, the manifest) is read and hashed. */
+static dv_code hash_file(void *ctx, const char *rel, const char *full, const char *name, int top, dv_err *err)
+{
+    hash_ctx *hc = ctx;
+    struct stat st;
+    uint64_t size = 0, h = 0;
+    dv_code rc;
+    if (top && lstat(full, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink > 1 &&
+        known_hash(hc->sm, name, (uint64_t)st.st_size, &h)) {
+        size = (uint64_t)st.st_size;
+        rc = manifest_add(hc->m, rel, size, h, err);
+    } else if ((rc = rec_hash_file(full, &size, &h, err)) == DV_OK) {
+        rc = manifest_add(hc->m, rel, size, h, err);
+    }
+    hc->m->size_bytes += size;
+    return rc;
+}
+
+static dv_code hash_tree(bmanifest *m, const snap_manifest *sm, const char *root, dv_err *err)
+{
+    hash_ctx hc = {m, sm};
+    return walk_tree(root, "", hash_file, &hc, err);
 }
 
 /* ---- manifest text -------------------------------------------------------- */
@@ -482,7 +502,7 @@ dv_code backup_create_held(dv_db *db, const char *name, dv_coll *c, const char *
     m.vector_count = p.vector_count;
     snap_manifest sm;
     int have_sm = snap_manifest_read(stage, &sm, NULL) == DV_OK;
-    if ((rc = hash_tree(&m, have_sm ? &sm : NULL, stage, "", err)) != DV_OK)
+    if ((rc = hash_tree(&m, have_sm ? &sm : NULL, stage, err)) != DV_OK)
         goto fail;
     /* The manifest last, then every directory of the copy: a backup is
      * published only complete. */
@@ -695,39 +715,19 @@ dv_code dv_backup_delete(dv_db *db, const char *name, const char *backup_id, dv_
 
 /* Every regular file under root must be listed in m (besides backup.json):
  * a stray file would be carried into a restored collection. */
-static dv_code check_no_strays(const bmanifest *m, const char *root, const char *rel, dv_err *err)
+static dv_code stray_check(void *ctx, const char *rel, const char *full, const char *name, int top, dv_err *err)
 {
-    char dir[REC_PATH_MAX];
-    dv_code rc = rel[0] ? rec_path(dir, sizeof dir, err, "%s/%s", root, rel)
-                        : rec_path(dir, sizeof dir, err, "%s", root);
-    if (rc != DV_OK)
-        return rc;
-    char **names = NULL;
-    size_t n = 0;
-    if ((rc = rec_list_dir(dir, &names, &n, err)) != DV_OK)
-        return rc;
-    for (size_t i = 0; i < n && rc == DV_OK; i++) {
-        char r[REC_PATH_MAX], full[REC_PATH_MAX];
-        if (!rel[0] && strcmp(names[i], REC_BACKUP_MANIFEST) == 0)
-            continue;
-        rc = rel[0] ? rec_path(r, sizeof r, err, "%s/%s", rel, names[i])
-                    : rec_path(r, sizeof r, err, "%s", names[i]);
-        if (rc == DV_OK)
-            rc = rec_path(full, sizeof full, err, "%s/%s", root, r);
-        if (rc != DV_OK)
-            break;
-        if (rec_is_dir(full)) {
-            rc = check_no_strays(m, root, r, err);
-            continue;
-        }
-        int found = 0;
-        for (size_t k = 0; k < m->n_files && !found; k++)
-            found = strcmp(m->files[k].path, r) == 0;
-        if (!found)
-            rc = dv_errorf(err, DV_ECORRUPT, "backup: %s: file not in the manifest", full);
-    }
-    rec_free_names(names, n);
-    return rc;
+    (void)name, (void)top;
+    const bmanifest *m = ctx;
+    for (size_t k = 0; k < m->n_files; k++)
+        if (strcmp(m->files[k].path, rel) == 0)
+            return DV_OK;
+    return dv_errorf(err, DV_ECORRUPT, "backup: %s: file not in the manifest", full);
+}
+
+static dv_code check_no_strays(const bmanifest *m, const char *root, dv_err *err)
+{
+    return walk_tree(root, "", stray_check, (void *)m, err);
 }
 
 /* The checks of dv_backup_verify on a directory (no audit). */
@@ -756,7 +756,7 @@ static dv_code verify_dir(dv_db *db, const char *dir, const char *id, dv_backup_
                            (unsigned long long)h, (unsigned long long)m.files[i].xxh3);
     }
     if (rc == DV_OK)
-        rc = check_no_strays(&m, dir, "", err);
+        rc = check_no_strays(&m, dir, err);
     if (rc == DV_OK) {
         /* Open the copy as the engine would, without writing to it: the
          * snapshot validates and the WAL replays; the count must match. */

@@ -609,6 +609,39 @@ TEST(a_backup_takes_snapshot_checksums_from_the_manifest_so_verify_catches_a_fil
     free(root);
 }
 
+/* A file in a backup that its manifest does not list (at the top or in a
+ * subdirectory) would be carried into a restored collection: verify refuses
+ * the backup, naming the file; removing the file makes it verify again. */
+TEST(a_file_added_to_a_backup_fails_verify_naming_it)
+{
+    char *root = mkroot();
+    dv_db *db = open_db(root, 86400);
+    CHECK(db);
+    CHECK_OK(make_coll(db, "s", 50, 4));
+    dv_backup_info bi;
+    CHECK_OK(dv_backup_create(db, "s", NULL, &bi, NULL));
+    CHECK_OK(dv_backup_verify(db, "s", bi.backup_id, NULL, NULL));
+    const char *extra[] = {"extra.bin", "wal/extra-segment"};
+    for (size_t i = 0; i < 2; i++) {
+        char path[4400];
+        snprintf(path, sizeof path, "%s/.backups/s/%s/%s", root, bi.backup_id, extra[i]);
+        FILE *f = fopen(path, "wb");
+        CHECKF(f, "cannot create %s", path);
+        if (!f)
+            continue;
+        fputs("not ours", f);
+        fclose(f);
+        dv_err e = {0};
+        CHECK(dv_backup_verify(db, "s", bi.backup_id, NULL, &e) == DV_ECORRUPT);
+        CHECKF(strstr(e.msg, extra[i]) && strstr(e.msg, "not in the manifest"), "message: %s", e.msg);
+        CHECK(unlink(path) == 0);
+        CHECK_OK(dv_backup_verify(db, "s", bi.backup_id, NULL, NULL));
+    }
+    dv_db_close(db, NULL);
+    rm_rf(root);
+    free(root);
+}
+
 TEST(a_tampered_backup_fails_verify_and_restore_naming_the_file_and_leaves_the_live_collection_alone)
 {
     char *root = mkroot();
