@@ -41,7 +41,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -54,18 +53,11 @@ import numpy as np
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 from fault_proxy import FaultProxy  # noqa: E402
+from netutil import free_port  # noqa: E402
 
 DATASETS = [("fmnist", "Euclidean", "Fashion-MNIST"), ("synth1536", "Cosine", "synthetic clustered")]
 FSYNC = "always"
 KINDS = ["server", "cli", "faults"]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def load_fvecs(path):

@@ -10,12 +10,12 @@ Environment: DVECDB_BUILD ("build" or "build-asan"), DVECDB_E2E_QUICK=1
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
 import requests
+from netutil import free_port
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("DVECDB_BUILD", "build")
@@ -23,14 +23,6 @@ SERVER_BIN = os.path.join(ROOT, BUILD, "vectordb-server")
 CLI_BIN = os.path.join(ROOT, BUILD, "vectordb-cli")
 QUICK = bool(os.environ.get("DVECDB_E2E_QUICK"))
 API_KEY = "cli-e2e-key-4d2f"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class CliServer:

@@ -9,13 +9,13 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 
 import pytest
 import requests
+from netutil import free_port  # noqa: F401  (re-exported to the tests)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("DVECDB_BUILD", "build")
@@ -27,14 +27,6 @@ ADMIN_KEY = "e2e-admin-key-7f3a9c"
 RO_KEY = "e2e-readonly-key-91bc2d"
 
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "WARNING: ThreadSanitizer")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Server:
