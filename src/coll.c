@@ -33,10 +33,12 @@
 #include <inttypes.h>
 #include <malloc.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "coll_int.h"
@@ -293,7 +295,7 @@ static dv_code slots_reserve(dv_coll *c, uint64_t extra, dv_err *err)
         c->slots = ns;
         c->slot_cap = (uint32_t)cap;
     }
-    if (need > hnsw_capacity(c->h)) {
+    if (c->h && need > hnsw_capacity(c->h)) { /* no index yet: coll_open_at makes it */
         size_t cap = hnsw_capacity(c->h) ? hnsw_capacity(c->h) : 1024;
         while (cap < need)
             cap *= 2;
@@ -1640,9 +1642,23 @@ dv_code coll_create_at(const char *dir, const dv_coll_config *cfg_in, const dv_d
 
 /* ---- recovery ---------------------------------------------------------------- */
 
+/* What the loader fills while a collection opens. The ids file (then the
+ * index file) may be read on a helper thread while this thread loads the
+ * vectors: load_vec writes only slot.state, n_slots and the hnsw; load_id
+ * writes only the other fields of its slot and the id_* members here. The
+ * id map and the counts are built once both are done (ids_merge). */
 typedef struct load_ctx {
     dv_coll *c;
     const char *dir;
+    const snap_manifest *m;
+    uint8_t *id_live;        /* per slot: the ids file holds a live record */
+    uint64_t id_payload_mem; /* metadata bytes held (text + parsed) */
+    dv_code ids_rc;
+    dv_err ids_err;
+    uint8_t *g;              /* index file body (hnsw_encode_graph bytes) */
+    size_t glen;
+    dv_code g_rc;
+    dv_err g_err;
 } load_ctx;
 
 static dv_code load_vec(void *ctx, uint64_t slot, int live, const float *v, dv_err *err)
@@ -1656,9 +1672,9 @@ static dv_code load_vec(void *ctx, uint64_t slot, int live, const float *v, dv_e
     dv_code rc = hnsw_set_vector(c->h, (uint32_t)slot, v, err);
     if (rc)
         return rc;
-    coll_slot *sl = &c->slots[c->n_slots++];
-    memset(sl, 0, sizeof *sl);
-    sl->state = live ? SLOT_LIVE : SLOT_DELETED;
+    /* Only the state: slots_reserve zeroed the slot, and the ids loader may
+     * be filling its other fields right now. */
+    c->slots[c->n_slots++].state = live ? SLOT_LIVE : SLOT_DELETED;
     return DV_OK;
 }
 
@@ -1667,43 +1683,116 @@ static dv_code load_id(void *ctx, uint64_t slot, int live, const char *id, size_
 {
     load_ctx *lc = ctx;
     dv_coll *c = lc->c;
-    if (slot >= c->n_slots || (c->slots[slot].state == SLOT_LIVE) != (live != 0))
+    if (slot >= lc->m->n_slots)
         return dv_errorf(err, DV_ECORRUPT, "coll: %s: ids and vectors disagree about record %" PRIu64, lc->dir, slot);
-    if (!live) {
-        c->n_deleted++;
+    lc->id_live[slot] = live != 0;
+    if (!live)
         return DV_OK;
-    }
     if (utf8_check((const uint8_t *)id, id_len) != id_len)
         return dv_errorf(err, DV_ECORRUPT, "coll: %s: id of record %" PRIu64 " is not UTF-8", lc->dir, slot);
-    if (map_get(c, id, id_len) != UINT32_MAX)
-        return dv_errorf(err, DV_ECORRUPT, "coll: %s: id of record %" PRIu64 " appears twice", lc->dir, slot);
     coll_slot *sl = &c->slots[slot];
     sl->id = strndup(id, id_len);
     if (!sl->id)
         return dv_errorf(err, DV_ENOMEM, "coll: out of memory");
     if (meta) {
         dv_code rc = payload_parse(meta, meta_len, &sl->pl, err);
-        if (rc) {
-            free(sl->id);
-            sl->id = NULL;
-            return dv_err_wrap(err, DV_ECORRUPT, "coll: %s: metadata of record %" PRIu64, lc->dir, slot);
-        }
+        if (rc)
+            return dv_err_wrap(err, rc == DV_ENOMEM ? DV_ENOMEM : DV_ECORRUPT, "coll: %s: metadata of record %" PRIu64,
+                               lc->dir, slot);
         sl->meta = malloc(meta_len + 1);
-        if (!sl->meta) {
-            payload_free(sl->pl);
-            free(sl->id);
-            sl->pl = NULL;
-            sl->id = NULL;
+        if (!sl->meta)
             return dv_errorf(err, DV_ENOMEM, "coll: out of memory");
-        }
         memcpy(sl->meta, meta, meta_len);
         sl->meta[meta_len] = 0;
         sl->meta_len = (uint32_t)meta_len;
-        c->payload_mem += payload_mem_bytes(sl->pl) + meta_len;
+        lc->id_payload_mem += payload_mem_bytes(sl->pl) + meta_len;
     }
-    map_put(c, sl->id, id_len, (uint32_t)slot);
-    c->n_live++;
     return DV_OK;
+}
+
+/* The ids file, then the index file's body (helper thread or inline). */
+static void *load_ids_and_index(void *arg)
+{
+    load_ctx *lc = arg;
+    lc->ids_rc = snap_load_ids(lc->dir, lc->m, load_id, lc, &lc->ids_err);
+    if (!lc->ids_rc && lc->m->n_slots)
+        lc->g_rc = snap_load_index(lc->dir, lc->m, &lc->g, &lc->glen, &lc->g_err);
+    return NULL;
+}
+
+/* Once vectors and ids are both loaded: they must agree slot by slot; the
+ * id map is filled with one probe per id (the map was sized for all of
+ * them, so it never grows here) and a duplicate id is corruption. */
+static dv_code ids_merge(load_ctx *lc, dv_err *err)
+{
+    dv_coll *c = lc->c;
+    for (uint32_t s = 0; s < c->n_slots; s++) {
+        coll_slot *sl = &c->slots[s];
+        int live = sl->state == SLOT_LIVE;
+        if (live != lc->id_live[s])
+            return dv_errorf(err, DV_ECORRUPT, "coll: %s: ids and vectors disagree about record %u", lc->dir, s);
+        if (!live) {
+            c->n_deleted++;
+            continue;
+        }
+        int found;
+        uint32_t pos = map_probe(c, sl->id, strlen(sl->id), &found);
+        if (found)
+            return dv_errorf(err, DV_ECORRUPT, "coll: %s: id of record %u appears twice", lc->dir, s);
+        c->map[pos] = s + 1;
+        c->map_used++;
+        c->n_live++;
+    }
+    c->payload_mem += lc->id_payload_mem;
+    return DV_OK;
+}
+
+/* Below this many records a collection is loaded on one thread. */
+#define LOAD_PARALLEL_MIN 4096
+
+/* Load the snapshot named by m into c (slots reserved, no index yet):
+ * the vectors here, the ids and the index file on a helper thread when it
+ * pays (several CPUs, a big collection, n_threads != 1) and no I/O fault
+ * is armed (fault tests count calls: they must come in a fixed order). The
+ * index body, when read, is left in lc->g for the caller to decode. */
+static dv_code load_snapshot(load_ctx *lc, dv_err *err)
+{
+    dv_coll *c = lc->c;
+    const snap_manifest *m = lc->m;
+    lc->id_live = calloc((size_t)m->n_slots + 1, 1);
+    if (!lc->id_live)
+        return dv_errorf(err, DV_ENOMEM, "coll: out of memory");
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int par = c->n_threads != 1 && ncpu > 1 && m->n_slots >= LOAD_PARALLEL_MIN && !io_fault_active();
+    pthread_t th;
+    if (par && pthread_create(&th, NULL, load_ids_and_index, lc) != 0)
+        par = 0;
+    dv_code rc = coll_make_index(c, (size_t)m->n_slots + 1, err);
+    if (!rc)
+        rc = snap_load_vectors(lc->dir, m, load_vec, lc, err);
+    if (par)
+        pthread_join(th, NULL);
+    else if (!rc)
+        load_ids_and_index(lc);
+    if (!rc && lc->ids_rc) {
+        rc = lc->ids_rc;
+        if (err)
+            *err = lc->ids_err;
+    }
+    if (!rc)
+        rc = ids_merge(lc, err);
+    if (!rc && (c->n_slots != m->n_slots || c->n_live != m->n_live))
+        rc = dv_errorf(err, DV_ECORRUPT, "coll: %s: snapshot holds %" PRIu64 " live of %u records, manifest says %" PRIu64
+                       " of %" PRIu64, lc->dir, c->n_live, c->n_slots, m->n_live, m->n_slots);
+    if (rc) {
+        /* The ids loader may have filled slots the vectors never reached:
+         * let coll_free see them all (slots_reserve zeroed the rest). */
+        if (c->n_slots < m->n_slots)
+            c->n_slots = (uint32_t)m->n_slots;
+        free(lc->g);
+        lc->g = NULL;
+    }
+    return rc;
 }
 
 /* Decode one WAL record into a batch (replay); hostile bytes. */
@@ -1929,29 +2018,24 @@ dv_code coll_open_at(const char *dir, const dv_db_options *opts, int read_only, 
     c->created_at_ms = m.created_at_ms;
     c->gen = m.gen;
     c->ckpt_seq = c->last_seq = m.wal_seq;
-    load_ctx lc = {c, dir};
-    rc = coll_make_index(c, (size_t)m.n_slots + 1, err);
+    load_ctx lc = {.c = c, .dir = dir, .m = &m};
+    /* The slot arrays and the id map first (no index yet: the helper
+     * thread of load_snapshot starts on the ids while the index is made). */
+    rc = slots_reserve(c, m.n_slots, err);
     if (!rc)
-        rc = slots_reserve(c, m.n_slots, err);
-    if (!rc)
-        rc = snap_load_vectors(dir, &m, load_vec, &lc, err);
-    if (!rc)
-        rc = snap_load_ids(dir, &m, load_id, &lc, err);
-    if (!rc && (c->n_slots != m.n_slots || c->n_live != m.n_live))
-        rc = dv_errorf(err, DV_ECORRUPT, "coll: %s: snapshot holds %" PRIu64 " live of %u records, manifest says %" PRIu64
-                       " of %" PRIu64, dir, c->n_live, c->n_slots, m.n_live, m.n_slots);
+        rc = load_snapshot(&lc, err);
+    free(lc.id_live);
     if (rc)
         goto fail;
     if (m.n_slots) {
         /* The graph is derived data: if it is missing or fails validation it
          * is rebuilt from the vectors (and written at the next checkpoint). */
-        uint8_t *g = NULL;
-        size_t glen = 0;
-        dv_err ie = {0};
-        dv_code irc = snap_load_index(dir, &m, &g, &glen, &ie);
+        dv_err ie = lc.g_err;
+        dv_code irc = lc.g_rc;
         if (!irc)
-            irc = hnsw_decode_graph(c->h, g, glen, &ie);
-        free(g);
+            irc = hnsw_decode_graph(c->h, lc.g, lc.glen, &ie);
+        free(lc.g);
+        lc.g = NULL;
         if (!irc) {
             for (uint32_t s = 0; s < c->n_slots && !irc; s++) {
                 int has = hnsw_has(c->h, s);

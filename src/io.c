@@ -1125,6 +1125,11 @@ uint64_t io_calls(void)
     return atomic_load(&g_calls);
 }
 
+int io_fault_active(void)
+{
+    return atomic_load(&g_on);
+}
+
 int io_crashed(void)
 {
     return atomic_load(&g_crashed);

@@ -58,6 +58,9 @@ void io_fault_arm(io_fault kind, uint64_t nth, int sticky);
  * out of io_* (join them first). The model and its limits: top of io.c. */
 void io_fault_disarm(void);
 uint64_t io_calls(void);     /* calls counted since the last arm/reset */
+/* 1 while a fault (or call counting) is armed: code that could spread its
+ * I/O over several threads stays on one, so call numbers are deterministic. */
+int io_fault_active(void);
 int io_crashed(void);
 /* After an IO_FAULT_CRASH: cut every file written since its last fsync back
  * to its synced length (keeping `torn` extra bytes of the last write when

@@ -1,7 +1,8 @@
 /*
  * payload.c - metadata (one JSON object per vector) and filters over it.
  *
- * Owns the only JSON parsing in the engine (jansson), for two inputs:
+ * Owns the only JSON parsing in the engine (jansson, and a direct parser
+ * for short metadata: see "direct parser" below), for two inputs:
  *
  * 1. Metadata (payload_parse). The text must be a JSON object of at most
  *    DV_METADATA_MAX bytes and PAYLOAD_DEPTH_MAX levels. It is parsed once
@@ -34,7 +35,10 @@
  */
 #include "payload.h"
 
+#include <errno.h>
 #include <jansson.h>
+#include <locale.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -268,13 +272,397 @@ static void build_tree(pbuild *b, const json_t *j, uint32_t at)
     }
 }
 
-/* Parse metadata text into the compact tree; see the top of this file. */
-dv_code payload_parse(const char *text, size_t len, payload **out, dv_err *err)
-{
-    json_t *j = NULL;
-    payload *p = NULL;
-    dv_code rc;
+/* ---- direct parser (the common case, no jansson) ------------------------ */
 
+/* Metadata up to FAST_MAX bytes is parsed straight into the compact form,
+ * without building a jansson tree (a tree of malloc'd values, a hash table
+ * per object) only to copy and free it: at open, parsing every point's
+ * metadata this way took most of the time spent on the ids file. The
+ * direct parser accepts a strict subset of JSON - objects, arrays, strings
+ * without escapes (strict UTF-8), numbers that need no overflow handling,
+ * true/false/null, no duplicate keys - and builds the very same block as
+ * the jansson path (same node order, same pool bytes; test_open checks it).
+ * Anything else, valid or not, goes to jansson, which then decides: the
+ * direct parser never accepts text jansson would reject. */
+#define FAST_MAX 512
+#define FAST_TOKS (FAST_MAX / 2 + 2) /* a value takes >= 1 byte plus a separator */
+
+typedef struct ftok {
+    uint8_t type;
+    uint32_t n;                /* T_STR: bytes; T_ARR: elements; T_OBJ: members */
+    uint32_t off;              /* T_STR: offset of its bytes in the text */
+    uint32_t key_off, key_len; /* an object member's value: its key in the text */
+    uint32_t end;              /* the token after this one's subtree */
+    union {
+        int64_t i;
+        double d;
+    } u;
+} ftok;
+
+typedef struct fparse {
+    const uint8_t *s;
+    size_t len, i;
+    ftok *t;
+    uint32_t nt;
+    size_t members, pool;
+} fparse;
+
+static void f_ws(fparse *f)
+{
+    while (f->i < f->len && (f->s[f->i] == ' ' || f->s[f->i] == '\t' || f->s[f->i] == '\n' || f->s[f->i] == '\r'))
+        f->i++;
+}
+
+/* Length of the strict UTF-8 sequence at p (n bytes there), 0 if invalid:
+ * no overlong forms, no surrogates, nothing above U+10FFFF. */
+static size_t f_utf8(const uint8_t *p, size_t n)
+{
+    uint8_t c = p[0];
+    size_t k;
+    uint8_t lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF)
+        k = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        k = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        k = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else
+        return 0;
+    if (n < k || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t j = 2; j < k; j++)
+        if (p[j] < 0x80 || p[j] > 0xBF)
+            return 0;
+    return k;
+}
+
+/* A string at f->i (a '"') without escapes or control characters. */
+static int f_str(fparse *f, uint32_t *off, uint32_t *n)
+{
+    size_t j = f->i + 1;
+    while (j < f->len) {
+        uint8_t c = f->s[j];
+        if (c == '"') {
+            *off = (uint32_t)(f->i + 1);
+            *n = (uint32_t)(j - f->i - 1);
+            f->i = j + 1;
+            return 1;
+        }
+        if (c == '\\' || c < 0x20)
+            return 0;
+        if (c < 0x80) {
+            j++;
+            continue;
+        }
+        size_t k = f_utf8(f->s + j, f->len - j);
+        if (!k)
+            return 0;
+        j += k;
+    }
+    return 0;
+}
+
+static int f_digit(const fparse *f, size_t j)
+{
+    return j < f->len && f->s[j] >= '0' && f->s[j] <= '9';
+}
+
+/* A number at f->i, by the JSON grammar. Integers as jansson: int64 (an
+ * overflow goes to jansson, which retries with doubles); others by strtod
+ * (an overflow goes to jansson, which rejects it). */
+static int f_num(fparse *f, ftok *t)
+{
+    size_t j = f->i, start = f->i;
+    int neg = f->s[j] == '-', real = 0;
+    if (neg)
+        j++;
+    if (!f_digit(f, j))
+        return 0;
+    if (f->s[j] == '0') {
+        j++;
+        if (f_digit(f, j))
+            return 0;
+    } else {
+        while (f_digit(f, j))
+            j++;
+    }
+    if (j < f->len && f->s[j] == '.') {
+        j++;
+        if (!f_digit(f, j))
+            return 0;
+        while (f_digit(f, j))
+            j++;
+        real = 1;
+    }
+    if (j < f->len && (f->s[j] == 'e' || f->s[j] == 'E')) {
+        j++;
+        if (j < f->len && (f->s[j] == '+' || f->s[j] == '-'))
+            j++;
+        if (!f_digit(f, j))
+            return 0;
+        while (f_digit(f, j))
+            j++;
+        real = 1;
+    }
+    size_t n = j - start;
+    if (!real && n - (size_t)neg <= 18) {
+        int64_t v = 0;
+        for (size_t k = start + (size_t)neg; k < j; k++)
+            v = v * 10 + (f->s[k] - '0');
+        t->type = T_INT;
+        t->u.i = neg ? -v : v;
+    } else {
+        char buf[64];
+        const char *dp = localeconv()->decimal_point;
+        if (n >= sizeof buf || (real && (dp[0] != '.' || dp[1] != 0)))
+            return 0;
+        memcpy(buf, f->s + start, n);
+        buf[n] = 0;
+        char *end;
+        errno = 0;
+        if (real) {
+            double d = strtod(buf, &end);
+            if ((d == HUGE_VAL || d == -HUGE_VAL) && errno == ERANGE)
+                return 0;
+            t->type = T_REAL;
+            t->u.d = d;
+        } else {
+            long long v = strtoll(buf, &end, 10);
+            if (errno == ERANGE)
+                return 0;
+            t->type = T_INT;
+            t->u.i = v;
+        }
+        if (end != buf + n)
+            return 0;
+    }
+    f->i = j;
+    return 1;
+}
+
+static int f_lit(fparse *f, const char *word, uint8_t type, ftok *t)
+{
+    size_t n = strlen(word);
+    if (f->len - f->i < n || memcmp(f->s + f->i, word, n) != 0)
+        return 0;
+    f->i += n;
+    /* jansson reads a run of letters as one word */
+    if (f->i < f->len && ((f->s[f->i] | 0x20) >= 'a' && (f->s[f->i] | 0x20) <= 'z'))
+        return 0;
+    t->type = type;
+    return 1;
+}
+
+/* One value at f->i into token f->nt (and its subtree after it). */
+static int f_value(fparse *f)
+{
+    if (f->i >= f->len || f->nt >= FAST_TOKS)
+        return 0;
+    uint32_t ti = f->nt++;
+    ftok *t = &f->t[ti];
+    memset(t, 0, sizeof *t);
+    uint8_t c = f->s[f->i];
+    int ok;
+    if (c == '{' || c == '[') {
+        uint8_t close = c == '{' ? '}' : ']';
+        t->type = c == '{' ? T_OBJ : T_ARR;
+        f->i++;
+        f_ws(f);
+        if (f->i < f->len && f->s[f->i] == close) {
+            f->i++;
+        } else {
+            for (;;) {
+                uint32_t koff = 0, klen = 0;
+                if (t->type == T_OBJ) {
+                    if (f->i >= f->len || f->s[f->i] != '"' || !f_str(f, &koff, &klen))
+                        return 0;
+                    f_ws(f);
+                    if (f->i >= f->len || f->s[f->i] != ':')
+                        return 0;
+                    f->i++;
+                    f_ws(f);
+                }
+                uint32_t child = f->nt;
+                if (!f_value(f))
+                    return 0;
+                t = &f->t[ti];
+                if (t->type == T_OBJ) {
+                    f->t[child].key_off = koff;
+                    f->t[child].key_len = klen;
+                    f->members++;
+                    f->pool += klen;
+                }
+                t->n++;
+                f_ws(f);
+                if (f->i < f->len && f->s[f->i] == ',') {
+                    f->i++;
+                    f_ws(f);
+                    continue;
+                }
+                if (f->i < f->len && f->s[f->i] == close) {
+                    f->i++;
+                    break;
+                }
+                return 0;
+            }
+        }
+        ok = 1;
+    } else if (c == '"') {
+        t->type = T_STR;
+        ok = f_str(f, &t->off, &t->n);
+        f->pool += t->n;
+    } else if (c == '-' || (c >= '0' && c <= '9')) {
+        ok = f_num(f, t);
+    } else if (c == 't') {
+        ok = f_lit(f, "true", T_TRUE, t);
+    } else if (c == 'f') {
+        ok = f_lit(f, "false", T_FALSE, t);
+    } else if (c == 'n') {
+        ok = f_lit(f, "null", T_NULL, t);
+    } else {
+        ok = 0;
+    }
+    f->t[ti].end = f->nt;
+    return ok;
+}
+
+/* Lay token ti out as node `at`, exactly as build_tree does with jansson's
+ * tree. 0 when an object has a duplicate key (jansson keeps the last). */
+static int f_lay(const fparse *f, pbuild *b, uint32_t ti, uint32_t at)
+{
+    const ftok *t = &f->t[ti];
+    pnode *nd = &b->p->nodes[at];
+    memset(nd, 0, sizeof *nd);
+    nd->type = t->type;
+    switch (t->type) {
+    case T_OBJ:
+    case T_ARR: {
+        uint32_t n = t->n, base = b->next_node, first = t->type == T_OBJ ? b->next_member : base;
+        nd->n = n;
+        nd->u.first = first;
+        b->next_node += n;
+        if (t->type == T_OBJ)
+            b->next_member += n;
+        uint32_t child = ti + 1;
+        for (uint32_t k = 0; k < n; k++) {
+            if (t->type == T_OBJ) {
+                pmember *m = &b->p->members[first + k];
+                m->key_len = f->t[child].key_len;
+                m->key_off = pool_put(b, (const char *)f->s + f->t[child].key_off, m->key_len);
+                m->node = base + k;
+            }
+            if (!f_lay(f, b, child, base + k))
+                return 0;
+            child = f->t[child].end;
+        }
+        if (t->type == T_OBJ && n > 1) {
+            pmember *ms = &b->p->members[first];
+            qsort_r(ms, n, sizeof(pmember), member_cmp, b->p->pool);
+            for (uint32_t k = 1; k < n; k++)
+                if (member_cmp(&ms[k - 1], &ms[k], b->p->pool) == 0)
+                    return 0;
+        }
+        break;
+    }
+    case T_STR:
+        nd->n = t->n;
+        nd->u.first = pool_put(b, (const char *)f->s + t->off, t->n);
+        break;
+    case T_INT:
+        nd->u.i = t->u.i;
+        break;
+    case T_REAL:
+        nd->u.d = t->u.d;
+        break;
+    default:
+        break;
+    }
+    return 1;
+}
+
+/* Build the payload block for pcount c (nodes, members, pool bytes). */
+static payload *payload_alloc(const pcount *c)
+{
+    /* Every count is bounded by the text size (<= 64 KiB), so uint32 fits. */
+    size_t off_nodes = sizeof(payload);
+    off_nodes = (off_nodes + 7) & ~(size_t)7;
+    size_t off_members = off_nodes + c->nodes * sizeof(pnode);
+    size_t off_pool = off_members + c->members * sizeof(pmember);
+    size_t total = off_pool + c->pool;
+    char *block = malloc(total);
+    if (!block)
+        return NULL;
+    payload *p = (payload *)block;
+    p->mem = total;
+    p->n_nodes = (uint32_t)c->nodes;
+    p->n_members = (uint32_t)c->members;
+    p->nodes = (pnode *)(block + off_nodes);
+    p->members = (pmember *)(block + off_members);
+    p->pool = block + off_pool;
+    return p;
+}
+
+/* 1: parsed into *out; 0: not handled here (use jansson); -1: no memory. */
+static int fast_parse(const char *text, size_t len, payload **out)
+{
+    ftok toks[FAST_TOKS];
+    fparse f = {.s = (const uint8_t *)text, .len = len, .t = toks};
+    f_ws(&f);
+    if (f.i >= len || text[f.i] != '{' || !f_value(&f))
+        return 0;
+    f_ws(&f);
+    if (f.i != len)
+        return 0;
+    pcount c = {f.nt, f.members, f.pool};
+    payload *p = payload_alloc(&c);
+    if (!p)
+        return -1;
+    pbuild b = {p, 1, 0, 0};
+    if (!f_lay(&f, &b, 0, 0)) {
+        free(p);
+        return 0;
+    }
+    *out = p;
+    return 1;
+}
+
+/* The jansson path: any valid metadata. */
+static dv_code parse_jansson(const char *text, size_t len, payload **out, dv_err *err)
+{
+    dv_code rc;
+    json_t *j = parse_json("metadata", text ? text : "", len, err);
+    if (!j)
+        return err ? err->code : DV_EINVAL;
+    if (!json_is_object(j)) {
+        rc = dv_errorf(err, DV_EINVAL, "metadata must be a JSON object (got %s)", json_type_word(j));
+        json_decref(j);
+        return rc;
+    }
+    pcount c = {0, 0, 0};
+    count_tree(j, &c);
+    payload *p = payload_alloc(&c);
+    if (!p) {
+        json_decref(j);
+        return dv_errorf(err, DV_ENOMEM, "metadata: out of memory");
+    }
+    pbuild b = {p, 1, 0, 0};
+    build_tree(&b, j, 0);
+    json_decref(j);
+    *out = p;
+    return DV_OK;
+}
+
+/* Checks shared by both paths. */
+static dv_code parse_precheck(const char *text, size_t len, dv_err *err)
+{
     if (!text && len)
         return dv_errorf(err, DV_EINVAL, "metadata: NULL text with length %zu", len);
     if (len > DV_METADATA_MAX)
@@ -282,45 +670,45 @@ dv_code payload_parse(const char *text, size_t len, payload **out, dv_err *err)
                          DV_METADATA_MAX);
     if (text_depth_exceeds(text, len, PAYLOAD_DEPTH_MAX))
         return dv_errorf(err, DV_ELIMIT, "metadata: nesting deeper than %d levels", PAYLOAD_DEPTH_MAX);
-    j = parse_json("metadata", text ? text : "", len, err);
-    if (!j)
-        return err ? err->code : DV_EINVAL;
-    if (!json_is_object(j)) {
-        rc = dv_errorf(err, DV_EINVAL, "metadata must be a JSON object (got %s)", json_type_word(j));
-        goto fail;
-    }
-
-    pcount c = {0, 0, 0};
-    count_tree(j, &c);
-    /* Every count is bounded by the text size (<= 64 KiB), so uint32 fits. */
-    size_t off_nodes = sizeof(payload);
-    off_nodes = (off_nodes + 7) & ~(size_t)7;
-    size_t off_members = off_nodes + c.nodes * sizeof(pnode);
-    size_t off_pool = off_members + c.members * sizeof(pmember);
-    size_t total = off_pool + c.pool;
-    char *block = malloc(total);
-    if (!block) {
-        rc = dv_errorf(err, DV_ENOMEM, "metadata: out of memory (%zu bytes)", total);
-        goto fail;
-    }
-    p = (payload *)block;
-    p->mem = total;
-    p->n_nodes = (uint32_t)c.nodes;
-    p->n_members = (uint32_t)c.members;
-    p->nodes = (pnode *)(block + off_nodes);
-    p->members = (pmember *)(block + off_members);
-    p->pool = block + off_pool;
-
-    pbuild b = {p, 1, 0, 0};
-    build_tree(&b, j, 0);
-    json_decref(j);
-    *out = p;
     return DV_OK;
+}
 
-fail:
-    json_decref(j);
-    free(p);
-    return rc;
+/* Parse metadata text into the compact tree; see the top of this file.
+ * Short metadata takes the direct parser when it can (above). */
+dv_code payload_parse(const char *text, size_t len, payload **out, dv_err *err)
+{
+    dv_code rc = parse_precheck(text, len, err);
+    if (rc)
+        return rc;
+    if (text && len <= FAST_MAX) {
+        int r = fast_parse(text, len, out);
+        if (r > 0)
+            return DV_OK;
+        if (r < 0)
+            return dv_errorf(err, DV_ENOMEM, "metadata: out of memory");
+    }
+    return parse_jansson(text, len, out, err);
+}
+
+dv_code payload_parse_jansson(const char *text, size_t len, payload **out, dv_err *err)
+{
+    dv_code rc = parse_precheck(text, len, err);
+    return rc ? rc : parse_jansson(text, len, out, err);
+}
+
+int payload_parse_direct(const char *text, size_t len, payload **out)
+{
+    if (!text || len > FAST_MAX || text_depth_exceeds(text, len, PAYLOAD_DEPTH_MAX))
+        return 0;
+    return fast_parse(text, len, out);
+}
+
+int payload_same(const payload *a, const payload *b)
+{
+    if (a->mem != b->mem || a->n_nodes != b->n_nodes || a->n_members != b->n_members)
+        return 0;
+    size_t hdr = ((const char *)a->nodes - (const char *)a);
+    return memcmp((const char *)a + hdr, (const char *)b + hdr, a->mem - hdr) == 0;
 }
 
 void payload_free(payload *p)

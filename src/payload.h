@@ -41,6 +41,13 @@ typedef struct filter filter;   /* compiled, immutable */
  * it. DV_EINVAL with position on malformed JSON or a non-object. */
 dv_code payload_parse(const char *text, size_t len, payload **out, dv_err *err);
 void payload_free(payload *p);
+/* Tests: payload_parse's two paths alone. The direct parser (short
+ * metadata, a strict subset of JSON) returns 1 with *out set, 0 for text it
+ * leaves to jansson, -1 out of memory; the jansson path takes any metadata.
+ * payload_same: 1 if two payloads are the same bytes. */
+int payload_parse_direct(const char *text, size_t len, payload **out);
+dv_code payload_parse_jansson(const char *text, size_t len, payload **out, dv_err *err);
+int payload_same(const payload *a, const payload *b);
 size_t payload_mem_bytes(const payload *p);
 
 dv_code filter_compile(const char *text, size_t len, filter **out, dv_err *err);
