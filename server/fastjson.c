@@ -17,6 +17,7 @@
  * output string is a copy.
  */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,19 +107,45 @@ static int number(scan *s, double *out)
     return 1;
 }
 
+/* 10^0 .. 10^22: every one exact in a double (5^22 < 2^53). */
+static const double pow10_d[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+#if LDBL_MANT_DIG == 64
 /* 10^0 .. 10^27, each exact in an x87 long double (5^27 < 2^64). */
 static const long double pow10_ld[28] = {1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,  1e7L,  1e8L,  1e9L,
                                          1e10L, 1e11L, 1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L,
                                          1e20L, 1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
 
-/* One JSON number straight to float32. With at most 19 significant digits
- * and a decimal exponent within +-27 the value is m * 10^e with m and 10^|e|
- * exact in a long double: one rounding to 64 bits, then one to float32.
- * That equals (float)strtod() except when the decimal lies within 2^-40 of a
- * float32 rounding midpoint (double rounding).
- * XXX: such inputs may round one float32 ulp apart between this path and the
- * jansson path; decimals produced from float32/float64 values (what clients
- * send) are never that close to a midpoint. Otherwise falls back to strtod. */
+/* The double nearest to m * 10^e10 (what strtod returns), through one
+ * rounding to the 64-bit significand of an x87 long double: m and 10^|e10|
+ * are exact there, so v = RN64(x). RN53(v) == RN53(x) unless v is exactly
+ * halfway between two doubles (its low 11 significand bits 10000000000):
+ * a double midpoint has 54 bits, so it fits in 64, and a v that is not one
+ * lies on the same side of every midpoint as x. That case returns 0 (the
+ * caller asks strtod). */
+static int ld_nearest_double(uint64_t m, long e10, double *out)
+{
+    long double v = (long double)m;
+    v = e10 >= 0 ? v * pow10_ld[e10] : v / pow10_ld[-e10];
+    uint64_t sig;
+    memcpy(&sig, &v, sizeof sig); /* x87 format: the explicit 64-bit significand first */
+    if ((sig & 0x7ff) == 0x400)
+        return 0;
+    *out = (double)v;
+    return 1;
+}
+#endif
+
+/* One JSON number straight to float32, bit-identical to the general path's
+ * (float)strtod(text) (jansson reads a double, the handler narrows it):
+ * - up to 2^53 significant and a decimal exponent within +-22, m and 10^|e|
+ *   are exact doubles and one IEEE multiply or divide gives the correctly
+ *   rounded double (Clinger's fast path) - the digits every float32 or
+ *   integer-valued client sends;
+ * - up to 19 digits and +-27, the long double route above;
+ * - anything else (more digits, larger exponents) through strtod itself.
+ * The float32 is then that double narrowed, as on the general path. */
 static int number_f32(scan *s, float *out)
 {
     ws(s);
@@ -174,7 +201,7 @@ static int number_f32(scan *s, float *out)
                 x = x * 10 + (*p - '0');
         e10 += eneg ? -x : x;
     }
-    if (p - a > 19 && !memchr(a, '.', (size_t)(p - a)) && !memchr(a, 'e', (size_t)(p - a)) &&
+    if (p - a >= 19 && !memchr(a, '.', (size_t)(p - a)) && !memchr(a, 'e', (size_t)(p - a)) &&
         !memchr(a, 'E', (size_t)(p - a))) {
         /* jansson refuses integers beyond int64 ("too big integer"): so do we
          * (by leaving the body to it), for identical answers. */
@@ -184,23 +211,27 @@ static int number_f32(scan *s, float *out)
         if (errno == ERANGE)
             return 0;
     }
-    float f;
+    double d;
     if (m == 0) {
-        f = 0.0f;
-    } else if (!lost && e10 >= -27 && e10 <= 27) {
-        long double v = (long double)m;
-        v = e10 >= 0 ? v * pow10_ld[e10] : v / pow10_ld[-e10];
-        f = (float)v;
+        d = 0.0;
+        if (p - a == 1 + neg) /* "0", "-0": jansson reads an integer, and the int 0 is +0.0 */
+            neg = 0;
+    } else if (FLT_EVAL_METHOD == 0 && !lost && m <= (UINT64_C(1) << 53) && e10 >= -22 && e10 <= 22) {
+        /* (FLT_EVAL_METHOD 0: the operation rounds to double, not wider) */
+        d = e10 >= 0 ? (double)m * pow10_d[e10] : (double)m / pow10_d[-e10];
+#if LDBL_MANT_DIG == 64
+    } else if (!lost && e10 >= -27 && e10 <= 27 && ld_nearest_double(m, e10, &d)) {
+        /* d set */
+#endif
     } else {
         char *e;
-        double d = strtod(a, &e);
+        d = strtod(neg ? a + 1 : a, &e);
         if (e != p)
             return 0;
-        f = (float)d;
-        if (!isfinite(d))
-            return 0;
-        neg = 0; /* strtod saw the sign */
     }
+    if (!isfinite(d))
+        return 0;
+    float f = (float)d;
     *out = neg ? -f : f;
     s->p = p;
     return 1;
