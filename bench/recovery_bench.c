@@ -16,6 +16,11 @@
  *       their metadata, the collection identical (digest over ids, vectors,
  *       metadata) after every restore, the backup verifies with N vectors.
  *       Prints one JSON object; exits 1 when a check fails.
+ *   recovery_bench restore DATA NAME REPS
+ *       on a data dir `run` left behind: REPS x (soft delete, restore from
+ *       the trash), then REPS x (close the database, open it again), wall
+ *       and CPU seconds of each; the collection must stay identical
+ *       (digest). Compares engine builds on the same files.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -372,12 +377,70 @@ static int run(const char *data, const char *root, const char *orphan, uint64_t 
     return failed ? 1 : 0;
 }
 
+/* REPS x (soft delete, restore from the trash), then REPS x (close the
+ * database, open it again: every collection loaded as at a server start),
+ * on a data dir a `run` left behind; the collection must stay identical. */
+static int restore_only(const char *data, const char *name, int reps)
+{
+    dv_db *db = NULL;
+    dv_err e = {0};
+    double t0 = now_s();
+    if (dv_db_open(data, NULL, &db, &e) != DV_OK)
+        die("open", &e);
+    double t_first = now_s() - t0;
+    uint64_t cnt0, d0 = digest(db, name, &cnt0);
+    double t_rest[16], c_rest[16], t_open[16], c_open[16];
+    if (reps > 16)
+        reps = 16;
+    for (int r = 0; r < reps; r++) {
+        dv_trash_entry te;
+        if (dv_coll_drop(db, name, &te, &e) != DV_OK)
+            die("drop", &e);
+        dv_restore_opts ro;
+        memset(&ro, 0, sizeof ro);
+        ro.source = DV_RESTORE_TRASH;
+        t0 = now_s();
+        double c0 = cpu_s();
+        if (dv_restore(db, name, &ro, NULL, &e) != DV_OK)
+            die("restore", &e);
+        t_rest[r] = now_s() - t0;
+        c_rest[r] = cpu_s() - c0;
+    }
+    for (int r = 0; r < reps; r++) {
+        if (dv_db_close(db, &e) != DV_OK)
+            die("close", &e);
+        t0 = now_s();
+        double c0 = cpu_s();
+        if (dv_db_open(data, NULL, &db, &e) != DV_OK)
+            die("reopen", &e);
+        t_open[r] = now_s() - t0;
+        c_open[r] = cpu_s() - c0;
+    }
+    uint64_t cnt1, d1 = digest(db, name, &cnt1);
+    CHECK(cnt1 == cnt0 && d1 == d0, "collection differs after the restores and reopens");
+    if (dv_db_close(db, &e) != DV_OK)
+        die("close", &e);
+    printf("{\"what\":\"restore_only\",\"n\":%llu,\"first_open_s\":%.4f,", (unsigned long long)cnt0, t_first);
+    const char *keys[4] = {"restore_s", "restore_cpu_s", "reopen_s", "reopen_cpu_s"};
+    double *vals[4] = {t_rest, c_rest, t_open, c_open};
+    for (int k = 0; k < 4; k++) {
+        printf("\"%s\":[", keys[k]);
+        for (int r = 0; r < reps; r++)
+            printf("%s%.4f", r ? "," : "", vals[k][r]);
+        printf("],");
+    }
+    printf("\"identical\":%s,\"checks_failed\":%d}\n", d1 == d0 ? "true" : "false", failed);
+    return failed ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 5 && !strcmp(argv[1], "restore"))
+        return restore_only(argv[2], argv[3], atoi(argv[4]));
     if (argc == 5 && !strcmp(argv[1], "gen"))
         return gen(argv[2], strtoull(argv[3], NULL, 10), (uint32_t)atoi(argv[4]));
     if (argc == 8 && !strcmp(argv[1], "run"))
         return run(argv[2], argv[3], argv[4], strtoull(argv[5], NULL, 10), (uint32_t)atoi(argv[6]), atoi(argv[7]));
-    fprintf(stderr, "usage: %s gen DIR N DIM | run DATA ROOT ORPHAN N DIM REPS\n", argv[0]);
+    fprintf(stderr, "usage: %s gen DIR N DIM | run DATA ROOT ORPHAN N DIM REPS | restore DATA NAME REPS\n", argv[0]);
     return 2;
 }

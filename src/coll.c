@@ -1643,16 +1643,18 @@ dv_code coll_create_at(const char *dir, const dv_coll_config *cfg_in, const dv_d
 /* ---- recovery ---------------------------------------------------------------- */
 
 /* What the loader fills while a collection opens. The ids file (then the
- * index file) may be read on a helper thread while this thread loads the
- * vectors: load_vec writes only slot.state, n_slots and the hnsw; load_id
- * writes only the other fields of its slot and the id_* members here. The
- * id map and the counts are built once both are done (ids_merge). */
+ * id map, then the index file) may be read on a helper thread while this
+ * thread loads the vectors: load_vec writes only slot.state, n_slots and
+ * the hnsw; the ids side writes only the other fields of the slots, the id
+ * map and the id_* members here. Once both are done, ids_merge checks that
+ * they agree slot by slot and sets the counts. */
 typedef struct load_ctx {
     dv_coll *c;
     const char *dir;
     const snap_manifest *m;
     uint8_t *id_live;        /* per slot: the ids file holds a live record */
     uint64_t id_payload_mem; /* metadata bytes held (text + parsed) */
+    uint64_t id_n_live;      /* live records in the ids file */
     dv_code ids_rc;
     dv_err ids_err;
     uint8_t *g;              /* index file body (hnsw_encode_graph bytes) */
@@ -1710,39 +1712,48 @@ static dv_code load_id(void *ctx, uint64_t slot, int live, const char *id, size_
     return DV_OK;
 }
 
-/* The ids file, then the index file's body (helper thread or inline). */
+/* Every live id into the id map (sized for all of them by slots_reserve,
+ * so it never grows here): one probe per id; a duplicate is corruption. */
+static dv_code ids_map(load_ctx *lc, dv_err *err)
+{
+    dv_coll *c = lc->c;
+    for (uint32_t s = 0; s < (uint32_t)lc->m->n_slots; s++) {
+        if (!lc->id_live[s])
+            continue;
+        const char *id = c->slots[s].id;
+        int found;
+        uint32_t pos = map_probe(c, id, strlen(id), &found);
+        if (found)
+            return dv_errorf(err, DV_ECORRUPT, "coll: %s: id of record %u appears twice", lc->dir, s);
+        c->map[pos] = s + 1;
+        c->map_used++;
+        lc->id_n_live++;
+    }
+    return DV_OK;
+}
+
+/* The ids file and the id map, then the index file's body (helper thread
+ * or inline). */
 static void *load_ids_and_index(void *arg)
 {
     load_ctx *lc = arg;
     lc->ids_rc = snap_load_ids(lc->dir, lc->m, load_id, lc, &lc->ids_err);
+    if (!lc->ids_rc)
+        lc->ids_rc = ids_map(lc, &lc->ids_err);
     if (!lc->ids_rc && lc->m->n_slots)
         lc->g_rc = snap_load_index(lc->dir, lc->m, &lc->g, &lc->glen, &lc->g_err);
     return NULL;
 }
 
-/* Once vectors and ids are both loaded: they must agree slot by slot; the
- * id map is filled with one probe per id (the map was sized for all of
- * them, so it never grows here) and a duplicate id is corruption. */
+/* Once vectors and ids are both loaded: they must agree slot by slot. */
 static dv_code ids_merge(load_ctx *lc, dv_err *err)
 {
     dv_coll *c = lc->c;
-    for (uint32_t s = 0; s < c->n_slots; s++) {
-        coll_slot *sl = &c->slots[s];
-        int live = sl->state == SLOT_LIVE;
-        if (live != lc->id_live[s])
+    for (uint32_t s = 0; s < c->n_slots; s++)
+        if ((c->slots[s].state == SLOT_LIVE) != lc->id_live[s])
             return dv_errorf(err, DV_ECORRUPT, "coll: %s: ids and vectors disagree about record %u", lc->dir, s);
-        if (!live) {
-            c->n_deleted++;
-            continue;
-        }
-        int found;
-        uint32_t pos = map_probe(c, sl->id, strlen(sl->id), &found);
-        if (found)
-            return dv_errorf(err, DV_ECORRUPT, "coll: %s: id of record %u appears twice", lc->dir, s);
-        c->map[pos] = s + 1;
-        c->map_used++;
-        c->n_live++;
-    }
+    c->n_live = lc->id_n_live;
+    c->n_deleted = c->n_slots - lc->id_n_live;
     c->payload_mem += lc->id_payload_mem;
     return DV_OK;
 }

@@ -5,8 +5,10 @@
  *     ones) come back byte-exact after a reopen;
  *   - a flipped byte past the first read piece of the ids and vectors files,
  *     and in the last block, marks the collection damaged naming the file;
- *   - a file whose record count disagrees with the manifest is refused
- *     before a single record is handed to the caller;
+ *   - the manifest's checksums (computed through libxxhash's CPU dispatch)
+ *     are the plain XXH3-64 of the files; a file whose record count
+ *     disagrees with the manifest is refused before a single record is
+ *     handed to the caller;
  *   - the direct metadata parser builds exactly the payload jansson's does
  *     (same bytes) and leaves everything else to it: fixed edge cases and
  *     20,000 random documents (half with one byte changed). */
@@ -19,6 +21,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <xxhash.h>
 
 #include "dvecdb.h"
 #include "payload.h"
@@ -260,7 +264,7 @@ static dv_code count_id(void *ctx, uint64_t slot, int live, const char *id, size
     return DV_OK;
 }
 
-TEST(a_record_count_differing_from_the_manifest_is_refused_before_any_record)
+TEST(file_checksums_are_plain_xxh3_and_a_count_differing_from_the_manifest_is_refused_first)
 {
     char *d = make_db(50);
     char dir[512];
@@ -269,6 +273,19 @@ TEST(a_record_count_differing_from_the_manifest_is_refused_before_any_record)
     dv_err e;
     CHECK_OK(snap_manifest_read(dir, &m, &e));
     CHECK(m.n_slots == 50);
+    /* the files were hashed through libxxhash's CPU dispatch: the values
+     * are the plain XXH3-64 of the files */
+    for (int k = 0; k < SNAP_N_FILES; k++) {
+        char fp[1024];
+        snprintf(fp, sizeof fp, "%s/%s", dir, m.files[k].name);
+        FILE *f = fopen(fp, "rb");
+        CHECK(f && m.files[k].present);
+        uint8_t *buf = malloc(m.files[k].size + 1);
+        CHECK(fread(buf, 1, m.files[k].size + 1, f) == m.files[k].size);
+        fclose(f);
+        CHECKF(XXH3_64bits(buf, m.files[k].size) == m.files[k].xxh3, "%s", fp);
+        free(buf);
+    }
     n_calls = 0;
     CHECK_OK(snap_load_vectors(dir, &m, count_vec, NULL, &e));
     CHECK_OK(snap_load_ids(dir, &m, count_id, NULL, &e));
