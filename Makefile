@@ -43,7 +43,7 @@ CRASH_BINS := $(CRASH_SRCS:tests/crash/%.c=$(BUILD)/tests/crash_%)
 
 BINS := $(if $(SERVER_SRCS),$(BUILD)/vectordb-server) $(if $(CLI_SRCS),$(BUILD)/vectordb-cli)
 
-.PHONY: reliability-report soak all deps run test test-unit test-crash test-asan test-e2e test-e2e-asan test-long bench bench-smoke lint clean fuzz
+.PHONY: reliability-report soak all deps run test test-unit test-crash test-asan test-e2e test-e2e-asan test-long test-tsan bench bench-smoke lint clean fuzz
 
 all: $(LIB) $(BINS) $(UNIT_BINS) $(CRASH_BINS)
 
@@ -94,6 +94,20 @@ E2E_TESTS := $(wildcard tests/e2e/test_*.py)
 test-e2e: all
 	$(if $(E2E_TESTS),DVECDB_BUILD=$(BUILD) $(PY) -m pytest -p no:cacheprovider -q tests/e2e,@echo "no e2e tests yet")
 
+# ThreadSanitizer (build-tsan/): the engine's unit tests (their concurrent
+# readers, writers, checkpoints and slot reuse) and the server's concurrency,
+# API, durability and recovery e2e tests; any report fails (the e2e fixture
+# scans the server's log, and TSan's exit code is 66). ~15 min on 2 cores:
+# part of test-long, not of test.
+TSAN_E2E := tests/e2e/test_server_concurrency.py tests/e2e/test_server_api.py \
+    tests/e2e/test_server_durability.py tests/e2e/test_recovery_api.py
+test-tsan:
+	$(MAKE) BUILD=build-tsan SANITIZE=thread all
+	TSAN_OPTIONS="halt_on_error=1 report_signal_unsafe=0" scripts/run-tests.sh \
+	    $(patsubst $(BUILD)/%,build-tsan/%,$(UNIT_BINS))
+	TSAN_OPTIONS="report_signal_unsafe=0" DVECDB_BUILD=build-tsan DVECDB_E2E_QUICK=1 \
+	    $(PY) -m pytest -p no:cacheprovider -q $(TSAN_E2E)
+
 test-e2e-asan:
 	$(MAKE) SANITIZE=address,undefined all
 	$(if $(E2E_TESTS),DVECDB_BUILD=build-asan DVECDB_E2E_QUICK=1 $(PY) -m pytest -p no:cacheprovider -q tests/e2e,@echo "no e2e tests yet")
@@ -118,6 +132,7 @@ test-long: deps all
 	DVECDB_CRASH_ALL=1 scripts/run-tests.sh $(CRASH_BINS)
 	DVECDB_BUILD=$(BUILD) $(PY) tests/soak/soak.py --minutes 3 --out $(BUILD)/soak-3min.json
 	DVECDB_BUILD=$(BUILD) scripts/valgrind-smoke.sh
+	$(MAKE) test-tsan
 
 # docs/reliability.md from measured runs (200 kill -9 rounds, every power-loss
 # point, recovery crash points, fuzz summary, soak result, security suite).
@@ -134,7 +149,7 @@ lint:
 	clang-format --dry-run --Werror include/*.h src/*.[ch] server/*.[ch] cli/*.[ch]
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-tsan build-fuzz
 
 # Fuzz targets (tests/fuzz/fuzz.mk defines `fuzz` and `fuzz-replay`).
 include tests/fuzz/fuzz.mk
