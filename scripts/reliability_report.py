@@ -38,7 +38,8 @@ def main():
     if os.environ.get("DVECDB_REPORT_REUSE") == "1" and os.path.exists(cache):
         with open(cache) as f:
             last = json.load(f)
-        return write_report([tuple(r) for r in last["rows"]], last["sec"], last["ok"], last["when"])
+        return write_report([tuple(r) for r in last["rows"]], last["sec"], last["ok"], last["when"],
+                            [tuple(r) for r in last.get("san", [])])
     rows = []
     ok_all = True
     rounds = os.environ.get("DVECDB_KILL9_ROUNDS", "200")
@@ -60,13 +61,35 @@ def main():
                     {"DVECDB_BUILD": os.path.basename(B)})
     sec = [l for l in out5.splitlines() if re.search(r"\d+ passed|\d+ failed", l)]
     ok_all &= rc5 == 0
+    san = sanitizer_rows()
+    ok_all &= all(r[2] for r in san)
     when = datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")
     with open(cache, "w") as f:
-        json.dump({"rows": rows, "sec": sec, "ok": ok_all, "when": when}, f)
-    return write_report(rows, sec, ok_all, when)
+        json.dump({"rows": rows, "sec": sec, "ok": ok_all, "when": when, "san": san}, f)
+    return write_report(rows, sec, ok_all, when, san)
 
 
-def write_report(rows, sec, ok_all, when):
+def sanitizer_rows():
+    """valgrind on the server (seconds); ThreadSanitizer (make test-tsan, ~15
+    min) only with DVECDB_REPORT_TSAN=1. ASan+UBSan run in every make test."""
+    out = []
+    rc, txt = run(["scripts/valgrind-smoke.sh"], {"DVECDB_BUILD": os.path.basename(B)})
+    got = [l.split("== ", 1)[-1].strip() for l in txt.splitlines()
+           if "definitely lost" in l or "ERROR SUMMARY" in l or l.startswith("valgrind-smoke: server")]
+    out.append(("valgrind --leak-check=full on the server, every kind of request, SIGTERM "
+                "(thread per connection, then the epoll pool)", "; ".join(got) or txt[-300:], rc == 0))
+    if os.environ.get("DVECDB_REPORT_TSAN") == "1":
+        rc, txt = run(["make", "-s", "test-tsan"], timeout=7200)
+        got = [l.strip() for l in txt.splitlines()
+               if l.startswith("run-tests:") or re.search(r"\d+ passed|\d+ failed", l)]
+        n_rep = txt.count("WARNING: ThreadSanitizer")
+        out.append(("ThreadSanitizer: every unit test binary, and the server's concurrency, API, durability and "
+                    "recovery e2e tests (make test-tsan)", "; ".join(got) + "; %d reports" % n_rep,
+                    rc == 0 and n_rep == 0))
+    return out
+
+
+def write_report(rows, sec, ok_all, when, san=()):
 
     fuzz = []
     tsv = os.path.join(ROOT, "build-fuzz", "summary.tsv")
@@ -90,6 +113,15 @@ def write_report(rows, sec, ok_all, when):
           "## Crashes", "", "| scenario | measured | result |", "|---|---|---|"]
     for what, got, ok in rows:
         md.append("| %s | %s | %s |" % (what, got.replace("|", "/"), "ok" if ok else "FAILED"))
+    md += ["", "## Sanitizers", "",
+           "`make test` runs the unit and crash tests and the whole e2e suite (against the server built with "
+           "them) under AddressSanitizer + UndefinedBehaviorSanitizer; any report fails it.", ""]
+    if san:
+        md += ["| run | measured | result |", "|---|---|---|"]
+        for what, got, ok in san:
+            md.append("| %s | %s | %s |" % (what, got.replace("|", "/"), "ok" if ok else "FAILED"))
+    else:
+        md.append("No valgrind or ThreadSanitizer result in this report's run.")
     md += ["", "## Fuzzing", ""]
     if fuzz:
         md += ["From `build-fuzz/summary.tsv`: the latest `make fuzz` / `tests/fuzz/run.sh` run of each target "
