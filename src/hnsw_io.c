@@ -260,12 +260,15 @@ dv_code hnsw_decode_graph(hnsw *h, const uint8_t *buf, size_t len, dv_err *err)
         }
     }
 
-    /* Commit: nothing below can fail. */
+    /* Commit: nothing below can fail. A node's layer-0 count is written by
+     * the loop after this one: clearing it here too would fetch every
+     * node's cache line twice (the vectors loaded before evicted them). */
     for (size_t s = 0; s < h->cap; s++) {
         free(h->upper[s]);
         h->upper[s] = s < n_slots ? nup[s] : NULL;
         h->levels[s] = 0;
-        hnsw_links(h, (uint32_t)s, 0)[0] = 0;
+        if (s >= n_slots || lvl[s] == 0xFF || drop[s])
+            hnsw_links(h, (uint32_t)s, 0)[0] = 0;
         h->flags[s] &= (uint8_t)~(HNSW_F_LINKED | HNSW_F_DELETED);
     }
     size_t live = 0;
@@ -284,6 +287,9 @@ dv_code hnsw_decode_graph(hnsw *h, const uint8_t *buf, size_t len, dv_err *err)
             continue;
         }
         h->levels[s] = (uint8_t)l;
+        /* Nodes come in slot order, one cache miss each: fetch ahead. */
+        if ((size_t)s + 4 < h->cap)
+            __builtin_prefetch(hnsw_links(h, s + 4, 0), 1);
         for (uint32_t lc = 0; lc <= l; lc++) {
             uint32_t c = get32(buf + off);
             off += 4;
