@@ -12,6 +12,7 @@
 #ifndef DVC_CLI_H
 #define DVC_CLI_H
 
+#include <signal.h>
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -80,7 +81,7 @@ int cli_json_object(const cli_cmd *cmd, const char *opt, const char *s, json_t *
  * stdin). 0 confirmed, CLI_FAIL on mismatch, CLI_USAGE with no terminal. */
 int cli_confirm(const char *what, const char *expect);
 /* Set by SIGINT/SIGTERM during long operations. */
-extern volatile int cli_interrupted;
+extern volatile sig_atomic_t cli_interrupted; /* set by the SIGINT/SIGTERM handler */
 void cli_catch_signals(void);
 
 /* ---- HTTP (http.c) ---------------------------------------------------- */

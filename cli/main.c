@@ -20,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-volatile int cli_interrupted;
+volatile sig_atomic_t cli_interrupted;
 
 static const cli_cmd *const cmd_groups[] = {cmds_collections, cmds_vectors, cmds_recovery,
                                             cmds_ingest};

@@ -735,7 +735,7 @@ TEST(automatic_backups_keep_the_newest_n_per_collection_and_manual_ones_stay)
 
 typedef struct writer_arg {
     dv_db *db;
-    volatile int stop;
+    int stop; /* atomic: set by the test, read by the writer (TSan-clean) */
     int n_batches;
 } writer_arg;
 
@@ -745,7 +745,7 @@ static void *writer_main(void *p)
     dv_coll *c = NULL;
     if (dv_coll_open(w->db, "busy", &c, NULL) != DV_OK)
         return NULL;
-    for (int b = 0; !w->stop && b < 2000; b++) {
+    for (int b = 0; !__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE) && b < 2000; b++) {
         dv_point pts[20];
         char ids[20][32];
         float v[20][DIM];
@@ -776,7 +776,7 @@ TEST(backups_taken_while_writes_continue_are_each_a_consistent_snapshot)
         usleep(20 * 1000);
         CHECK_OK(dv_backup_create(db, "busy", NULL, &b[i], NULL));
     }
-    w.stop = 1;
+    __atomic_store_n(&w.stop, 1, __ATOMIC_RELEASE);
     pthread_join(th, NULL);
     CHECK(w.n_batches > 0);
     for (int i = 0; i < 4; i++) {
