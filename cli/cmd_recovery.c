@@ -247,17 +247,21 @@ static int cmd_backup_delete(const cli_ctx *ctx, const cli_cmd *self, int argc, 
 static int cmd_restore(const cli_ctx *ctx, const cli_cmd *self, int argc, char **argv)
 {
     const char *backup = NULL, *new_name = NULL;
-    int from_trash = 0;
+    int from_trash = 0, overwrite = 0, skip_backup = 0;
     char *pos[1];
     cli_opt opts[] = {{"--backup", NULL, OPT_STR, &backup},
                       {"--from-trash", NULL, OPT_FLAG, &from_trash},
                       {"--new-name", NULL, OPT_STR, &new_name},
+                      {"--overwrite", NULL, OPT_FLAG, &overwrite},
+                      {"--skip-backup", NULL, OPT_FLAG, &skip_backup},
                       {0}};
     int rc = cli_parse(self, argc, argv, opts, pos, 1, 1, NULL);
     if (rc)
         return rc;
     if (backup && from_trash)
         return cli_usage_error(self, "give either --backup ID or --from-trash, not both");
+    if (skip_backup && !overwrite)
+        return cli_usage_error(self, "--skip-backup only goes with --overwrite");
     json_t *body = json_object();
     if (backup) {
         json_object_set_new(body, "source", json_string("backup"));
@@ -267,8 +271,18 @@ static int cmd_restore(const cli_ctx *ctx, const cli_cmd *self, int argc, char *
     }
     if (new_name)
         json_object_set_new(body, "new_name", json_string(new_name));
+    if (overwrite)
+        json_object_set_new(body, "overwrite", json_true());
+    if (skip_backup)
+        json_object_set_new(body, "skip_backup", json_true());
     rc = do_restore(ctx, pos[0], body);
     json_decref(body);
+    if (rc == CLI_OK && overwrite && !ctx->json) {
+        const char *t = new_name ? new_name : pos[0];
+        printf("a live '%s', if there was one, is in the trash%s: vectordb-cli trash list%s%s\n", t,
+               skip_backup ? "" : " and backed up first (reason pre-restore-overwrite)",
+               skip_backup ? "" : "; vectordb-cli backup list ", skip_backup ? "" : t);
+    }
     return rc;
 }
 
@@ -553,14 +567,19 @@ const cli_cmd cmds_recovery[] = {
      "options:\n  -y, --yes   do not ask for confirmation\n\n"
      "example:\n  vectordb-cli backup delete docs 20261125T210000Z-manual\n"},
     {NULL, "restore", cmd_restore, "restore a collection from the trash or a backup",
-     "restore NAME [--backup BACKUP_ID | --from-trash] [--new-name NEW]",
+     "restore NAME [--backup BACKUP_ID | --from-trash] [--new-name NEW] [--overwrite [--skip-backup]]",
      "Without --backup the newest trash entry of NAME is restored. The index is\n"
-     "rebuilt by the server when needed.\n\n"
+     "rebuilt by the server when needed. If a live collection has the target\n"
+     "name the server refuses (409) unless --new-name or --overwrite is given.\n\n"
      "options:\n"
      "  --backup ID      restore this backup (see 'vectordb-cli backup list NAME')\n"
      "  --from-trash     restore from the trash (the default)\n"
-     "  --new-name NEW   restore under another name (needed if NAME is live)\n\n"
-     "example:\n  vectordb-cli restore docs --backup 20261125T210000Z-pre-hard-delete\n"},
+     "  --new-name NEW   restore under another name\n"
+     "  --overwrite      replace the live collection: it is backed up (reason\n"
+     "                   pre-restore-overwrite) and moved to the trash first\n"
+     "  --skip-backup    with --overwrite: no backup (the old one is still in the trash)\n\n"
+     "example:\n  vectordb-cli restore docs --backup 20261125T210000Z-pre-hard-delete\n"
+     "  vectordb-cli restore docs --backup 20261125T210000Z-manual --overwrite\n"},
     {NULL, "hard-delete", cmd_hard_delete, "remove a collection permanently (backup first)",
      "hard-delete NAME [--yes] [--skip-backup]",
      "The server takes a backup first (reason pre-hard-delete) unless --skip-backup.\n"

@@ -201,6 +201,30 @@ def test_backup_create_list_verify_restore_delete(cli_server):
     assert not any(x["backup_id"] == bid for x in cli_json(cli_server.url, ["backup", "list", "bk1"]))
 
 
+def test_restore_over_a_live_collection_needs_overwrite_and_keeps_the_old_one(cli_server):
+    fill(cli_server, "ow1", n=5)
+    bid = cli_json(cli_server.url, ["backup", "create", "ow1"])["backup_id"]
+    cli_server.data("POST", "/collections/ow1/vectors/batch",
+                    {"vectors": [{"id": "extra%d" % i, "data": [1.0, 2.0, 3.0, float(i)]} for i in range(4)]})
+    assert cli_server.count("ow1") == 9
+    # without --overwrite: refused, nothing changes
+    p = run_cli(cli_server.url, ["restore", "ow1", "--backup", bid])
+    assert p.returncode == 1 and "already" in (p.stderr + p.stdout).lower(), (p.stdout, p.stderr)
+    assert cli_server.count("ow1") == 9
+    assert run_cli(cli_server.url, ["restore", "ow1", "--backup", bid, "--skip-backup"]).returncode == 2
+    # with --overwrite: the backup's 5 are live, the 9 are backed up and in the trash
+    p = run_cli(cli_server.url, ["restore", "ow1", "--backup", bid, "--overwrite"])
+    assert p.returncode == 0 and "pre-restore-overwrite" in p.stdout, (p.stdout, p.stderr)
+    assert cli_server.count("ow1") == 5
+    reasons = [b["reason"] for b in cli_json(cli_server.url, ["backup", "list", "ow1"])]
+    assert "pre-restore-overwrite" in reasons, reasons
+    trash = [t for t in cli_json(cli_server.url, ["trash", "list"]) if t["name"] == "ow1"]
+    assert trash and max(t["vector_count"] for t in trash) == 9, trash
+    # and the replaced one comes back from the trash under another name
+    cli_json(cli_server.url, ["trash", "restore", "ow1", "--new-name", "ow1_replaced"])
+    assert cli_server.count("ow1_replaced") == 9
+
+
 def test_hard_delete_confirms_takes_a_backup_and_restore_brings_it_back(cli_server):
     fill(cli_server, "hd1", n=4)
     p = run_cli(cli_server.url, ["hard-delete", "hd1"])
