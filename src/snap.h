@@ -75,10 +75,14 @@ typedef dv_code (*snap_vec_fn)(void *ctx, uint64_t slot, int live, const float *
 typedef dv_code (*snap_id_fn)(void *ctx, uint64_t slot, int live, const char *id, size_t id_len, const char *meta,
                               size_t meta_len, dv_err *err);
 
-/* Stream the vectors file named by m, checking header, size, every block
- * checksum and the whole-file checksum. DV_ECORRUPT names file and offset. */
+/* Stream the vectors file named by m, checking header, size, the record
+ * count against m->n_slots (before any record is handed out), every block
+ * checksum (before fn sees a byte of the block) and the whole-file checksum
+ * (before DV_OK is returned). DV_ECORRUPT names file and offset. v points
+ * into the read buffer: valid only during the call. */
 dv_code snap_load_vectors(const char *dir, const snap_manifest *m, snap_vec_fn fn, void *ctx, dv_err *err);
-/* Same for the ids file (id and metadata text per slot). */
+/* Same for the ids file (id and metadata text per slot), decoded as it
+ * streams: id and meta are valid only during the call. */
 dv_code snap_load_ids(const char *dir, const snap_manifest *m, snap_id_fn fn, void *ctx, dv_err *err);
 /* Validated body of the index file (hnsw_encode_graph bytes), malloc'd.
  * DV_ENOTFOUND when the manifest names none. */
