@@ -14,7 +14,9 @@
  * same errors. Metadata and filters are located by a balanced scan and then
  * parsed by jansson (they are small), so their validation is jansson's.
  * Invariants: the body is NUL-terminated (http.c) and never modified; every
- * output string is a copy.
+ * output string is a copy; every number reads to the float32 the general
+ * path stores, bit for bit ((float) of jansson's double; number_f32), so a
+ * vector does not depend on which path read it (tests/unit/test_fastjson.c).
  */
 #include <errno.h>
 #include <float.h>
