@@ -3,8 +3,10 @@
  * what was written, and every byte is still checked before it is trusted.
  *   - ids records straddling the reader's pieces (small ones and 60 KB
  *     ones) come back byte-exact after a reopen;
- *   - a flipped byte past the first read piece of the ids and vectors files,
- *     and in the last block, marks the collection damaged naming the file;
+ *   - a flipped byte past the first read piece of the ids file, in its last
+ *     block, and anywhere in the vectors file marks the collection damaged
+ *     naming the file and the block; so does a file whose blocks all match
+ *     but whose whole-file checksum differs from the manifest's;
  *   - the manifest's checksums (computed through libxxhash's CPU dispatch)
  *     are the plain XXH3-64 of the files; a file whose record count
  *     disagrees with the manifest is refused before a single record is
@@ -232,11 +234,11 @@ static void expect_a_damaged(int *t_failed_, const char *d, const char *needle, 
 
 TEST(a_flipped_byte_anywhere_past_the_first_piece_marks_the_collection_damaged)
 {
-    const char *files[] = {"ids-", "ids-", "vectors-", "vectors-"};
+    const char *files[] = {"ids-", "ids-", "vectors-", "vectors-", "vectors-", "vectors-"};
     for (int si = 0; si < 2; si++) {
         const int NPTS = sizes[si];
         char *d = make_db(NPTS);
-        for (int w = 0; w < 4; w++) {
+        for (int w = 0; w < 6; w++) {
             char p[1024];
             CHECK(find_file(d, "a", files[w], p, sizeof p) == 0);
             off_t sz = file_size(p);
@@ -244,9 +246,13 @@ TEST(a_flipped_byte_anywhere_past_the_first_piece_marks_the_collection_damaged)
              * vectors (20-byte records): mid-body and the last record byte */
             int nblk = (int)((sz - 64) / (65536 + 8)) + 1;
             off_t off = w == 0 ? 64 + 2 * 256 * 1024 + 4321 : w == 1 ? sz - 8 * nblk - 100
-                      : w == 2 ? 64 + 9000 : 64 + (off_t)NPTS * 20 - 1;
+                      : w == 2 ? 64 + 9000 : w == 3 ? 64 + (off_t)NPTS * 20 - 1
+                      : w == 4 ? 64 + (off_t)(NPTS / 2) * 20 - 1
+                      : NPTS * 20 > 65536 ? 64 + 65536 : 64; /* a block's first byte */
             flip(p, off);
             expect_a_damaged(t_failed_, d, files[w], NPTS);
+            /* the block's own checksum caught it (the message names the offset) */
+            expect_a_damaged(t_failed_, d, "checksum mismatch in block", NPTS);
             flip(p, off); /* the same bit back: intact again for the next case */
             if (*t_failed_) {
                 fprintf(stderr, "  (%d points, case %d, offset %lld)\n", NPTS, w, (long long)off);
@@ -262,6 +268,34 @@ TEST(a_flipped_byte_anywhere_past_the_first_piece_marks_the_collection_damaged)
                    list[0].damage);
             dv_free(list);
             CHECK_OK(dv_db_close(db, &e));
+        }
+        rm_rf(d);
+        free(d);
+    }
+}
+
+TEST(a_file_differing_from_the_manifests_whole_file_checksum_marks_damaged)
+{
+    /* every block matches its trailer, only the manifest's whole-file
+     * XXH3-64 differs: checked on the serial and on the split load */
+    for (int si = 0; si < 2; si++) {
+        const int NPTS = sizes[si];
+        char *d = make_db(NPTS);
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/collections/a", d);
+        for (int k = 0; k < 2; k++) {
+            snap_manifest m, bad;
+            dv_err e;
+            CHECK_OK(snap_manifest_read(dir, &m, &e));
+            bad = m;
+            bad.files[k == 0 ? SNAP_VECTORS : SNAP_IDS].xxh3 ^= 1;
+            CHECK_OK(snap_manifest_write(dir, &bad, &e));
+            expect_a_damaged(t_failed_, d, "whole-file checksum differs", NPTS);
+            CHECK_OK(snap_manifest_write(dir, &m, &e));
+            if (*t_failed_) {
+                fprintf(stderr, "  (%d points, %s)\n", NPTS, k == 0 ? "vectors" : "ids");
+                return;
+            }
         }
         rm_rf(d);
         free(d);
