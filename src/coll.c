@@ -47,6 +47,7 @@
 #include "err.h"
 #include "io.h"
 #include "snap.h"
+#include "utf8.h"
 
 #define MAP_TOMB UINT32_MAX
 /* Filtered search: exact scan over the matches when there are at most this
@@ -86,45 +87,6 @@ static uint32_t get_u32(const uint8_t *p)
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
-/* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF); returns the
- * offset of the first bad byte or len if valid. */
-static size_t utf8_check(const uint8_t *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        uint8_t b = s[i];
-        size_t n;
-        uint32_t cp;
-        if (b < 0x80) {
-            i++;
-            continue;
-        } else if ((b & 0xE0) == 0xC0) {
-            n = 1;
-            cp = b & 0x1F;
-        } else if ((b & 0xF0) == 0xE0) {
-            n = 2;
-            cp = b & 0x0F;
-        } else if ((b & 0xF8) == 0xF0) {
-            n = 3;
-            cp = b & 0x07;
-        } else {
-            return i;
-        }
-        if (len - i <= n)
-            return i;
-        for (size_t j = 1; j <= n; j++) {
-            if ((s[i + j] & 0xC0) != 0x80)
-                return i;
-            cp = (cp << 6) | (s[i + j] & 0x3F);
-        }
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return i;
-        i += n + 1;
-    }
-    return len;
-}
-
 /* Validate one id: 1..DV_ID_MAX bytes of UTF-8 (NUL ends it). */
 static dv_code id_check(const char *id, size_t idx, size_t *len_out, dv_err *err)
 {
@@ -135,7 +97,7 @@ static dv_code id_check(const char *id, size_t idx, size_t *len_out, dv_err *err
         return dv_errorf(err, DV_EINVAL, "coll: point %zu: id is empty", idx);
     if (n > DV_ID_MAX)
         return dv_errorf(err, DV_EINVAL, "coll: point %zu: id longer than %d bytes", idx, DV_ID_MAX);
-    size_t bad = utf8_check((const uint8_t *)id, n);
+    size_t bad = utf8_valid_prefix((const uint8_t *)id, n);
     if (bad != n)
         return dv_errorf(err, DV_EINVAL, "coll: point %zu: id is not valid UTF-8 (byte %zu)", idx, bad);
     *len_out = n;
@@ -1690,7 +1652,7 @@ static dv_code load_id(void *ctx, uint64_t slot, int live, const char *id, size_
     lc->id_live[slot] = live != 0;
     if (!live)
         return DV_OK;
-    if (utf8_check((const uint8_t *)id, id_len) != id_len)
+    if (utf8_valid_prefix((const uint8_t *)id, id_len) != id_len)
         return dv_errorf(err, DV_ECORRUPT, "coll: %s: id of record %" PRIu64 " is not UTF-8", lc->dir, slot);
     coll_slot *sl = &c->slots[slot];
     sl->id = strndup(id, id_len);
@@ -1832,7 +1794,7 @@ static dv_code replay_upsert(dv_coll *c, uint64_t seq, const uint8_t *p, size_t 
         size_t il = get_u16(p + off);
         off += 2;
         if (il == 0 || il > DV_ID_MAX || len - off < il + 4 || memchr(p + off, 0, il) ||
-            utf8_check(p + off, il) != il)
+            utf8_valid_prefix(p + off, il) != il)
             goto bad;
         q->id = strndup((const char *)p + off, il);
         q->id_len = il;
