@@ -31,8 +31,8 @@ FUZZ_MERGE ?=
 FUZZ_CORPUS := tests/fuzz/corpus
 
 # Engine sources each target links (besides tests/fuzz/fuzz_<name>.c).
-FUZZ_SRCS_payload := src/err.c src/payload.c
-FUZZ_SRCS_filter := src/err.c src/payload.c
+FUZZ_SRCS_payload := src/err.c src/utf8.c src/payload.c
+FUZZ_SRCS_filter := src/err.c src/utf8.c src/payload.c
 FUZZ_SRCS_wal := src/err.c src/io.c src/wal.c
 FUZZ_SRCS_index := src/err.c $(sort $(wildcard src/dist*.c src/hnsw*.c))
 FUZZ_SRCS_readers := src/err.c cli/ingest_readers.c
