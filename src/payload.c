@@ -317,8 +317,8 @@ static void f_ws(fparse *f)
  * no overlong forms, no surrogates, nothing above U+10FFFF.
  * XXX: the same rule as utf8_char_len (src/utf8.c); a copy only because the
  * payload and filter fuzz targets link payload.c without utf8.c
- * (tests/fuzz/fuzz.mk). A wrong answer here cannot admit bad text: jansson
- * decides whatever this parser leaves to it, and test_open compares both. */
+ * (tests/fuzz/fuzz.mk). test_open checks it against jansson on every
+ * two-byte sequence and on the edges of the three- and four-byte ones. */
 static size_t f_utf8(const uint8_t *p, size_t n)
 {
     uint8_t c = p[0];
