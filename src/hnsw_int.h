@@ -97,6 +97,7 @@ struct hnsw {
     size_t links_off;
     uint8_t *l0;
     size_t l0_bytes;   /* allocated size of l0 (rounded to the page size used) */
+    void *l0_base;     /* what calloc returned (l0 is aligned inside it): free this */
     uint32_t **upper;
     uint8_t *levels;
     uint8_t *flags;
