@@ -34,6 +34,7 @@
  * doubles (they stay valid metadata).
  */
 #include "payload.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -313,41 +314,6 @@ static void f_ws(fparse *f)
         f->i++;
 }
 
-/* Length of the strict UTF-8 sequence at p (n bytes there), 0 if invalid:
- * no overlong forms, no surrogates, nothing above U+10FFFF.
- * XXX: the same rule as utf8_char_len (src/utf8.c); a copy only because the
- * payload and filter fuzz targets link payload.c without utf8.c
- * (tests/fuzz/fuzz.mk). test_open checks it against jansson on every
- * two-byte sequence and on the edges of the three- and four-byte ones. */
-static size_t f_utf8(const uint8_t *p, size_t n)
-{
-    uint8_t c = p[0];
-    size_t k;
-    uint8_t lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        k = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        k = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        k = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else
-        return 0;
-    if (n < k || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t j = 2; j < k; j++)
-        if (p[j] < 0x80 || p[j] > 0xBF)
-            return 0;
-    return k;
-}
-
 /* A string at f->i (a '"') without escapes or control characters. */
 static int f_str(fparse *f, uint32_t *off, uint32_t *n)
 {
@@ -366,7 +332,7 @@ static int f_str(fparse *f, uint32_t *off, uint32_t *n)
             j++;
             continue;
         }
-        size_t k = f_utf8(f->s + j, f->len - j);
+        size_t k = utf8_char_len(f->s + j, f->len - j);
         if (!k)
             return 0;
         j += k;
