@@ -8,8 +8,9 @@
  * the body must also parse with jansson (duplicates rejected, as the general
  * path does) to an object that says the same thing:
  *  - points: same number of points; each id equal (absent/null = NULL);
- *    the same count of numbers in "data"/"vector", each within one float32
- *    ulp of (float) of jansson's double (fastjson.c documents that bound);
+ *    the same count of numbers in "data"/"vector", each bit-identical to
+ *    (float) of jansson's double (the invariant fastjson.c's header states:
+ *    both paths store the same float32);
  *    metadata equal as JSON (json_equal);
  *  - search: the same vector (same rule), limit / ef_search equal to the
  *    number jansson reads, include_vectors / exact equal, filter json_equal.
@@ -28,12 +29,13 @@ static void fail(const char *what, const char *body)
     abort();
 }
 
-/* a and b equal, or adjacent float32 values. */
+/* a and b the same float32, bit for bit (so -0 differs from 0). */
 static int close_f32(float a, float b)
 {
-    if (a == b)
-        return 1;
-    return nextafterf(a, b) == b;
+    uint32_t x, y;
+    memcpy(&x, &a, sizeof x);
+    memcpy(&y, &b, sizeof y);
+    return x == y;
 }
 
 static int same_floats(const json_t *arr, const float *v, size_t n)
