@@ -7,7 +7,7 @@
 #   make test-asan  unit + crash tests under AddressSanitizer + UBSan (build-asan/)
 #   make bench      the benchmarks (long; figures go to docs/benchmarks.md)
 #   make SANITIZE=address,undefined   any target, sanitized (into build-asan/)
-#   make lint       clang-format diff
+#   make lint       clang-format check of include/ src/ server/ cli/ (.clang-format; part of make test)
 
 SANITIZE ?=
 ifeq ($(SANITIZE),)
@@ -116,6 +116,7 @@ bench-smoke: all
 	@if [ -x bench/run.sh ]; then BENCH_SMOKE=1 bench/run.sh; fi
 
 test: deps
+	$(MAKE) lint
 	$(MAKE) all
 	$(MAKE) test-unit test-crash
 	$(MAKE) test-asan

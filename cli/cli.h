@@ -42,8 +42,8 @@ struct cli_cmd;
 typedef int (*cli_cmd_fn)(const cli_ctx *ctx, const struct cli_cmd *self, int argc, char **argv);
 
 typedef struct cli_cmd {
-    const char *group;   /* "collections", ... or NULL for a top-level command */
-    const char *name;    /* "create" */
+    const char *group; /* "collections", ... or NULL for a top-level command */
+    const char *name;  /* "create" */
     cli_cmd_fn fn;
     const char *summary; /* one line for the command list */
     const char *usage;   /* "collections create NAME --dim N [options]" */
@@ -66,8 +66,8 @@ typedef struct cli_opt {
 /* Parse a command's own arguments (after the command words): options from
  * opts, positionals into pos[0..max_pos). Returns 0, CLI_USAGE (message and
  * usage printed) or CLI_HELP_SHOWN (--help printed). */
-int cli_parse(const cli_cmd *cmd, int argc, char **argv, const cli_opt *opts, char **pos,
-              int min_pos, int max_pos, int *n_pos);
+int cli_parse(const cli_cmd *cmd, int argc, char **argv, const cli_opt *opts, char **pos, int min_pos, int max_pos,
+              int *n_pos);
 /* Print "vectordb-cli: <cmd>: <message>" and the usage line; returns CLI_USAGE. */
 int cli_usage_error(const cli_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Strict number parsing for option values; on error print a usage error. */
@@ -107,15 +107,14 @@ void http_conn_no_resend(http_conn *c);
 /* One attempt of method url with an optional JSON body. DV_OK when an HTTP
  * response arrived (any status); DV_EIO on a transport error (r->curl_code,
  * r->curl_msg). r is reset first; free it with http_resp_free. */
-dv_code http_do(http_conn *c, const char *method, const char *url, const char *bearer,
-                const char *body, size_t body_len, double timeout_s, http_resp *r, dv_err *err);
+dv_code http_do(http_conn *c, const char *method, const char *url, const char *bearer, const char *body,
+                size_t body_len, double timeout_s, http_resp *r, dv_err *err);
 void http_resp_free(http_resp *r);
 /* A transport error, 429 or any 5xx: the request may be sent again. */
 int http_retryable(const http_resp *r);
 /* Full-jitter exponential backoff: uniform in [0, min(cap, base * 2^attempt)],
  * raised to retry_after_s when the server sent Retry-After (>= 0). */
-double http_backoff_s(unsigned attempt, double base_s, double cap_s, double retry_after_s,
-                      uint64_t *rng);
+double http_backoff_s(unsigned attempt, double base_s, double cap_s, double retry_after_s, uint64_t *rng);
 uint64_t http_rng_next(uint64_t *rng);
 void http_sleep_s(double s);
 /* "what happened" text of an attempt: "HTTP 503" or "connection: <curl msg>". */
@@ -135,16 +134,14 @@ typedef struct api_res {
 
 /* Send a request to ctx->url + path; GETs are retried on transport errors,
  * 429 and 503. DV_OK iff the status is 2xx and success is not false. */
-dv_code api_request(const cli_ctx *ctx, const char *method, const char *path, json_t *body,
-                    api_res *res);
+dv_code api_request(const cli_ctx *ctx, const char *method, const char *path, json_t *body, api_res *res);
 void api_res_free(api_res *res);
 /* Print "vectordb-cli: <what>: <server error> (HTTP s, code c)" and a hint
  * saying what to do next; returns CLI_FAIL. */
 int api_report(const cli_ctx *ctx, const char *what, const api_res *res);
 /* Common pattern: request, then print data as a table/kv/JSON via show(). */
 typedef void (*api_show_fn)(const cli_ctx *ctx, json_t *data);
-int api_run(const cli_ctx *ctx, const char *what, const char *method, const char *path,
-            json_t *body, api_show_fn show);
+int api_run(const cli_ctx *ctx, const char *what, const char *method, const char *path, json_t *body, api_show_fn show);
 
 /* ---- output (out.c) --------------------------------------------------- */
 typedef struct out_col {
@@ -177,8 +174,7 @@ typedef struct out_progress {
 void out_progress_init(out_progress *p, const cli_ctx *ctx, const char *label, const char *unit);
 /* count done so far; frac in [0,1] or < 0 if unknown; total (0 unknown);
  * extra appended ("retries 3"). force: print even if recently printed. */
-void out_progress_show(out_progress *p, uint64_t count, uint64_t total, double frac,
-                       const char *extra, int force);
+void out_progress_show(out_progress *p, uint64_t count, uint64_t total, double frac, const char *extra, int force);
 void out_progress_end(out_progress *p);
 /* Shortest-ish decimal of a finite float32 (at most 9 significant digits,
  * JSON syntax) into buf; returns the length (<= 16). It may write bytes
@@ -192,10 +188,10 @@ void out_commas(uint64_t v, char *buf, size_t cap);
 typedef enum rd_format { RD_AUTO = 0, RD_JSONL, RD_CSV, RD_NPY, RD_FVECS } rd_format;
 
 typedef struct rd_record {
-    uint64_t recno;   /* 0-based index of the record in the input */
-    uint64_t line;    /* 1-based line (JSONL/CSV), else 0 */
-    char *id;         /* the record's own id or NULL */
-    float *vec;       /* dim floats or NULL */
+    uint64_t recno; /* 0-based index of the record in the input */
+    uint64_t line;  /* 1-based line (JSONL/CSV), else 0 */
+    char *id;       /* the record's own id or NULL */
+    float *vec;     /* dim floats or NULL */
     uint32_t dim;
     char *text;       /* text to embed or NULL */
     json_t *metadata; /* object or NULL (owned) */
@@ -228,9 +224,9 @@ uint64_t rd_size(const rd_reader *r); /* input size in bytes */
 #define CKPT_HEAD_BYTES (1u << 20)
 
 typedef struct ckpt_ident {
-    char path[4096];  /* realpath of the input */
-    uint64_t size;    /* bytes */
-    char head[33];    /* XXH3-128 of the first CKPT_HEAD_BYTES, hex */
+    char path[4096]; /* realpath of the input */
+    uint64_t size;   /* bytes */
+    char head[33];   /* XXH3-128 of the first CKPT_HEAD_BYTES, hex */
 } ckpt_ident;
 
 typedef struct ckpt_range {
@@ -240,9 +236,9 @@ typedef struct ckpt_range {
 typedef struct ckpt_state {
     ckpt_ident ident;
     char collection[128];
-    uint64_t record; /* every record below this one is acknowledged or failed */
-    uint64_t offset; /* byte offset of record `record` */
-    uint64_t line;   /* line number of record `record` (JSONL/CSV) */
+    uint64_t record;   /* every record below this one is acknowledged or failed */
+    uint64_t offset;   /* byte offset of record `record` */
+    uint64_t line;     /* line number of record `record` (JSONL/CSV) */
     ckpt_range *acked; /* acknowledged ranges above `record` (parallel ingest) */
     size_t n_acked;
     uint64_t sent, failed, retried; /* totals over every run */
@@ -268,14 +264,13 @@ dv_code ckpt_write(const char *path, const char *text, dv_err *err);
 dv_code ckpt_load(const char *path, ckpt_state *st, dv_err *err);
 void ckpt_state_free(ckpt_state *st);
 /* DV_OK if the checkpoint belongs to this input, else DV_EINVAL saying why. */
-dv_code ckpt_check(const ckpt_state *st, const ckpt_ident *now, const char *collection,
-                   dv_err *err);
+dv_code ckpt_check(const ckpt_state *st, const ckpt_ident *now, const char *collection, dv_err *err);
 
 /* ---- embeddings (embed.c) --------------------------------------------- */
 typedef struct embed_cfg {
-    const char *url;   /* full URL of POST .../v1/embeddings */
+    const char *url; /* full URL of POST .../v1/embeddings */
     const char *model;
-    const char *key;   /* bearer token or NULL */
+    const char *key; /* bearer token or NULL */
     double timeout_s;
 } embed_cfg;
 
@@ -286,8 +281,8 @@ char *embed_endpoint(const char *url);
 /* One attempt: embed n texts; on success out[i] (malloc'd, *dim floats) in
  * input order. r receives the raw response for retry decisions. DV_OK;
  * DV_EIO transport/HTTP error (see r); DV_EINVAL malformed answer. */
-dv_code embed_once(http_conn *c, const embed_cfg *cfg, const char *const *texts, size_t n,
-                   float **out, uint32_t *dim, http_resp *r, dv_err *err);
+dv_code embed_once(http_conn *c, const embed_cfg *cfg, const char *const *texts, size_t n, float **out, uint32_t *dim,
+                   http_resp *r, dv_err *err);
 
 /* ---- ingest (cmd_ingest.c) -------------------------------------------- */
 int cmd_ingest(const cli_ctx *ctx, const cli_cmd *self, int argc, char **argv);

@@ -33,8 +33,7 @@ static int cmd_stats(const cli_ctx *ctx, const cli_cmd *self, int argc, char **a
 
 static int cmd_create(const cli_ctx *ctx, const cli_cmd *self, int argc, char **argv)
 {
-    const char *dim = NULL, *metric = "Cosine", *vtype = "Float32", *m = NULL, *efc = NULL,
-               *efs = NULL;
+    const char *dim = NULL, *metric = "Cosine", *vtype = "Float32", *m = NULL, *efc = NULL, *efs = NULL;
     char *pos[1];
     cli_opt opts[] = {{"--dim", "-d", OPT_STR, &dim},
                       {"--metric", NULL, OPT_STR, &metric},
@@ -51,8 +50,8 @@ static int cmd_create(const cli_ctx *ctx, const cli_cmd *self, int argc, char **
         return cli_usage_error(self, "missing --dim");
     if ((rc = cli_u64(self, "--dim", dim, 1, 65536, &d)))
         return rc;
-    json_t *body = json_pack("{s:s, s:I, s:s, s:s}", "name", pos[0], "dimension", (json_int_t)d,
-                             "distance_metric", metric, "vector_type", vtype);
+    json_t *body = json_pack("{s:s, s:I, s:s, s:s}", "name", pos[0], "dimension", (json_int_t)d, "distance_metric",
+                             metric, "vector_type", vtype);
     json_t *ic = json_object();
     if (m) {
         if ((rc = cli_u64(self, "--m", m, 2, 128, &v)))
@@ -80,8 +79,7 @@ static int cmd_create(const cli_ctx *ctx, const cli_cmd *self, int argc, char **
         if (ctx->json)
             out_json(res.data ? res.data : json_null());
         else
-            printf("created collection '%s' (%llu dimensions, %s, %s)\n", pos[0],
-                   (unsigned long long)d, metric, vtype);
+            printf("created collection '%s' (%llu dimensions, %s, %s)\n", pos[0], (unsigned long long)d, metric, vtype);
         rc = CLI_OK;
     }
     api_res_free(&res);
@@ -120,8 +118,8 @@ static int cmd_list(const cli_ctx *ctx, const cli_cmd *self, int argc, char **ar
     /* ?detail=true gives objects (dimension, metric, count) for the table;
      * with --json the plain route's data (names) is printed as the server
      * sends it. */
-    return api_run(ctx, "list collections", "GET", ctx->json ? "/collections" : "/collections?detail=true",
-                   NULL, show_list);
+    return api_run(ctx, "list collections", "GET", ctx->json ? "/collections" : "/collections?detail=true", NULL,
+                   show_list);
 }
 
 static int cmd_info(const cli_ctx *ctx, const cli_cmd *self, int argc, char **argv)
@@ -159,9 +157,8 @@ static int cmd_delete(const cli_ctx *ctx, const cli_cmd *self, int argc, char **
     if (n != 0 && !yes) {
         char q[256];
         if (n > 0)
-            snprintf(q, sizeof q,
-                     "Collection '%s' holds %lld vectors; it will be moved to the trash.",
-                     pos[0], (long long)n);
+            snprintf(q, sizeof q, "Collection '%s' holds %lld vectors; it will be moved to the trash.", pos[0],
+                     (long long)n);
         else
             snprintf(q, sizeof q, "Collection '%s' will be moved to the trash.", pos[0]);
         if ((rc = cli_confirm(q, pos[0])))
@@ -208,8 +205,8 @@ const cli_cmd cmds_collections[] = {
      "example:\n  vectordb-cli collections create docs --dim 1536 --metric cosine\n"},
     {"collections", "list", cmd_list, "list live collections", "collections list",
      "example:\n  vectordb-cli collections list\n  vectordb-cli --json collections list\n"},
-    {"collections", "info", cmd_info, "configuration and statistics of a collection",
-     "collections info NAME", "example:\n  vectordb-cli collections info docs\n"},
+    {"collections", "info", cmd_info, "configuration and statistics of a collection", "collections info NAME",
+     "example:\n  vectordb-cli collections info docs\n"},
     {"collections", "delete", cmd_delete, "move a collection to the trash (restorable)",
      "collections delete NAME [--yes]",
      "The collection is moved to the trash (soft delete), restorable with\n"

@@ -272,20 +272,18 @@ static char *build_body(item **v, size_t n, size_t *len)
 
 /* ---- retries -------------------------------------------------------- */
 
-static void log_retry(ingest *g, const char *kind, uint64_t r0, uint64_t r1, unsigned attempt,
-                      const http_resp *r, double delay)
+static void log_retry(ingest *g, const char *kind, uint64_t r0, uint64_t r1, unsigned attempt, const http_resp *r,
+                      double delay)
 {
     char why[300];
     http_describe(r, why, sizeof why);
     pthread_mutex_lock(&g->mu);
     g->retried++;
     if (g->retry_log) {
-        json_t *o = json_pack("{s:I, s:s, s:[I,I], s:i, s:s, s:i, s:o, s:f}", "t_ms",
-                              (json_int_t)dv_now_ms(), "kind", kind, "records", (json_int_t)r0,
-                              (json_int_t)r1, "attempt", (int)attempt + 1, "reason", why,
-                              "status", (int)r->status, "retry_after_s",
-                              r->retry_after_s >= 0 ? json_real(r->retry_after_s) : json_null(),
-                              "delay_s", delay);
+        json_t *o = json_pack("{s:I, s:s, s:[I,I], s:i, s:s, s:i, s:o, s:f}", "t_ms", (json_int_t)dv_now_ms(), "kind",
+                              kind, "records", (json_int_t)r0, (json_int_t)r1, "attempt", (int)attempt + 1, "reason",
+                              why, "status", (int)r->status, "retry_after_s",
+                              r->retry_after_s >= 0 ? json_real(r->retry_after_s) : json_null(), "delay_s", delay);
         char *t = json_dumps(o, JSON_COMPACT);
         if (t) {
             fprintf(g->retry_log, "%s\n", t);
@@ -295,9 +293,8 @@ static void log_retry(ingest *g, const char *kind, uint64_t r0, uint64_t r1, uns
         json_decref(o);
     }
     if (g->ctx->verbose)
-        fprintf(stderr, "\nretry %s records %llu..%llu: %s, attempt %u, waiting %.3f s\n", kind,
-                (unsigned long long)r0, (unsigned long long)(r1 ? r1 - 1 : 0), why, attempt + 1,
-                delay);
+        fprintf(stderr, "\nretry %s records %llu..%llu: %s, attempt %u, waiting %.3f s\n", kind, (unsigned long long)r0,
+                (unsigned long long)(r1 ? r1 - 1 : 0), why, attempt + 1, delay);
     pthread_mutex_unlock(&g->mu);
 }
 
@@ -313,8 +310,8 @@ static void wait_s(ingest *g, double d)
 
 /* Embed n texts with retries. 0 ok (vecs filled), 1 permanently refused
  * (msg set: the records fail), -1 the ingest must stop (fatal set). */
-static int embed_retry(worker *w, const char *const *texts, size_t n, float **vecs, uint64_t r0,
-                       uint64_t r1, char *msg, size_t msg_cap)
+static int embed_retry(worker *w, const char *const *texts, size_t n, float **vecs, uint64_t r0, uint64_t r1, char *msg,
+                       size_t msg_cap)
 {
     ingest *g = w->g;
     http_resp r = {0};
@@ -344,8 +341,7 @@ static int embed_retry(worker *w, const char *const *texts, size_t n, float **ve
         int transient = rc == DV_EINVAL || (rc == DV_EIO && (http_retryable(&r) || r.status == 408));
         if (!transient) {
             if (r.status == 401 || r.status == 403 || r.status == 404) {
-                set_fatal(g, "%s; check --embed-url, --embed-model and the key in --embed-key-env",
-                          err.msg);
+                set_fatal(g, "%s; check --embed-url, --embed-model and the key in --embed-key-env", err.msg);
                 http_resp_free(&r);
                 return -1;
             }
@@ -354,8 +350,7 @@ static int embed_retry(worker *w, const char *const *texts, size_t n, float **ve
             return 1;
         }
         if (attempt >= g->max_retries) {
-            set_fatal(g, "%s; gave up after %u retries (resume later with --resume)", err.msg,
-                      g->max_retries);
+            set_fatal(g, "%s; gave up after %u retries (resume later with --resume)", err.msg, g->max_retries);
             http_resp_free(&r);
             return -1;
         }
@@ -387,8 +382,7 @@ static int embed_batch(worker *w, batch *b)
         for (size_t i = 0; i < k; i++)
             texts[i] = todo[s + i]->text;
         char msg[600];
-        int e = embed_retry(w, texts, k, vecs, todo[s]->recno, todo[s + k - 1]->recno + 1, msg,
-                            sizeof msg);
+        int e = embed_retry(w, texts, k, vecs, todo[s]->recno, todo[s + k - 1]->recno + 1, msg, sizeof msg);
         if (e < 0) {
             rc = -1;
             break;
@@ -443,10 +437,9 @@ static int send_items(worker *w, item **v, size_t n, char *body, size_t len)
         const char *emsg = json_string_value(json_object_get(doc, "error"));
         const char *ecode = json_string_value(json_object_get(doc, "code"));
         char smsg[600];
-        snprintf(smsg, sizeof smsg, "HTTP %ld%s%s%s%s", r.status, ecode ? " " : "",
-                 ecode ? ecode : "", emsg ? ": " : "", emsg ? emsg : "");
-        int ok = r.status >= 200 && r.status <= 299 &&
-                 !json_is_false(json_object_get(doc, "success"));
+        snprintf(smsg, sizeof smsg, "HTTP %ld%s%s%s%s", r.status, ecode ? " " : "", ecode ? ecode : "",
+                 emsg ? ": " : "", emsg ? emsg : "");
+        int ok = r.status >= 200 && r.status <= 299 && !json_is_false(json_object_get(doc, "success"));
         json_decref(doc);
         if (ok)
             break;
@@ -457,8 +450,8 @@ static int send_items(worker *w, item **v, size_t n, char *body, size_t len)
                 set_fatal(g,
                           "records %llu..%llu: gave up after %u retries, last: %s%s%s; "
                           "nothing was lost: resume with --resume",
-                          (unsigned long long)v[0]->recno, (unsigned long long)v[n - 1]->recno,
-                          g->max_retries, why, r.status ? " " : "", r.status ? smsg : "");
+                          (unsigned long long)v[0]->recno, (unsigned long long)v[n - 1]->recno, g->max_retries, why,
+                          r.status ? " " : "", r.status ? smsg : "");
                 rc = -1;
                 break;
             }
@@ -469,8 +462,7 @@ static int send_items(worker *w, item **v, size_t n, char *body, size_t len)
         }
         if (r.status == 401 || r.status == 403 || r.status == 404) {
             set_fatal(g, "server refused the batch: %s%s", smsg,
-                      r.status == 404 ? " (was the collection deleted?)"
-                                      : " (check --api-key / DVECDB_API_KEY)");
+                      r.status == 404 ? " (was the collection deleted?)" : " (check --api-key / DVECDB_API_KEY)");
             rc = -1;
             break;
         }
@@ -508,13 +500,12 @@ static void write_failed(ingest *g, const batch *b)
         if (!g->failed_f) {
             g->failed_f = fopen(g->failed_path, "a");
             if (!g->failed_f) {
-                fprintf(stderr, "vectordb-cli: ingest: cannot open %s: %s\n", g->failed_path,
-                        strerror(errno));
+                fprintf(stderr, "vectordb-cli: ingest: cannot open %s: %s\n", g->failed_path, strerror(errno));
                 return;
             }
         }
-        fprintf(g->failed_f, "%llu\t%llu\t%s\t%s\n", (unsigned long long)it->recno,
-                (unsigned long long)it->line, it->id ? it->id : "-", it->fail);
+        fprintf(g->failed_f, "%llu\t%llu\t%s\t%s\n", (unsigned long long)it->recno, (unsigned long long)it->line,
+                it->id ? it->id : "-", it->fail);
     }
     if (g->failed_f)
         fflush(g->failed_f);
@@ -587,9 +578,8 @@ static void show_progress(ingest *g, int force)
     snprintf(extra, sizeof extra, "retries %llu, failed %llu", (unsigned long long)g->retried,
              (unsigned long long)g->failed);
     uint64_t size = g->ck.ident.size;
-    double frac = size > g->start_offset
-                      ? (double)(g->ck.offset - g->start_offset) / (double)(size - g->start_offset)
-                      : 1.0;
+    double frac =
+        size > g->start_offset ? (double)(g->ck.offset - g->start_offset) / (double)(size - g->start_offset) : 1.0;
     uint64_t total = g->total > g->start_record ? g->total - g->start_record : 0;
     out_progress_show(&g->prog, g->done_records, total, frac, extra, force);
 }
@@ -756,8 +746,7 @@ static void take_record(ingest *g, rd_record *rec, item *it)
     if (strlen(it->id) == 0 || strlen(it->id) > DV_ID_MAX)
         it->fail = xfmt("id must be 1..%d bytes", DV_ID_MAX);
     else if (it->vec && it->dim != g->dim)
-        it->fail = xfmt("vector has %u dimensions, collection '%s' has %u", it->dim, g->coll,
-                        g->dim);
+        it->fail = xfmt("vector has %u dimensions, collection '%s' has %u", it->dim, g->coll, g->dim);
     else if (!it->vec && it->text && !g->embed_on)
         it->fail = xfmt("text record without a vector: pass --embed-url to embed it");
     if (!it->fail && it->text) {
@@ -817,12 +806,11 @@ static void report(ingest *g, int complete)
 {
     double el = dv_mono_s() - g->t0;
     if (g->ctx->json) {
-        json_t *o = json_pack(
-            "{s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:f, s:s, s:s, s:I}", "input", g->input,
-            "collection", g->coll, "sent", (json_int_t)g->sent, "skipped", (json_int_t)g->skipped,
-            "retried", (json_int_t)g->retried, "failed", (json_int_t)g->failed, "complete",
-            complete, "elapsed_s", el, "checkpoint", g->ckpt_path, "failed_file", g->failed_path,
-            "position", (json_int_t)g->ck.record);
+        json_t *o =
+            json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:f, s:s, s:s, s:I}", "input", g->input, "collection",
+                      g->coll, "sent", (json_int_t)g->sent, "skipped", (json_int_t)g->skipped, "retried",
+                      (json_int_t)g->retried, "failed", (json_int_t)g->failed, "complete", complete, "elapsed_s", el,
+                      "checkpoint", g->ckpt_path, "failed_file", g->failed_path, "position", (json_int_t)g->ck.record);
         if (g->fatal)
             json_object_set_new(o, "error", json_string(g->fatal_msg));
         out_json(o);
@@ -836,15 +824,13 @@ static void report(ingest *g, int complete)
     fprintf(stderr, "ingest %s: %s sent, %s skipped, %s retried, %s failed in %.1f s (%.0f vectors/s)\n",
             complete ? "complete" : "stopped", a, b, c, d, el, el > 0 ? (double)g->sent / el : 0.0);
     if (g->failed)
-        fprintf(stderr, "  failed record numbers (record, line, id, reason) are in %s\n",
-                g->failed_path);
+        fprintf(stderr, "  failed record numbers (record, line, id, reason) are in %s\n", g->failed_path);
 }
 
 int cmd_ingest(const cli_ctx *ctx, const cli_cmd *self, int argc, char **argv)
 {
-    const char *coll = NULL, *fmt_s = NULL, *bs = NULL, *par = NULL, *mr = NULL, *rb = NULL,
-               *rcap = NULL, *ckpt = NULL, *failed = NULL, *rlog = NULL, *eurl = NULL,
-               *emodel = NULL, *ekey = NULL, *ebs = NULL;
+    const char *coll = NULL, *fmt_s = NULL, *bs = NULL, *par = NULL, *mr = NULL, *rb = NULL, *rcap = NULL, *ckpt = NULL,
+               *failed = NULL, *rlog = NULL, *eurl = NULL, *emodel = NULL, *ekey = NULL, *ebs = NULL;
     int resume = 0, fresh = 0;
     char *pos[1];
     cli_opt opts[] = {{"--collection", "-c", OPT_STR, &coll},
@@ -997,8 +983,7 @@ int cmd_ingest(const cli_ctx *ctx, const cli_cmd *self, int argc, char **argv)
         goto out;
     }
     if (lc == DV_ECORRUPT && !fresh) {
-        fprintf(stderr, "vectordb-cli: %s\n  next: remove it or pass --fresh to start over\n",
-                err.msg);
+        fprintf(stderr, "vectordb-cli: %s\n  next: remove it or pass --fresh to start over\n", err.msg);
         goto out;
     }
     if (lc == DV_OK && resume) {
@@ -1012,8 +997,8 @@ int cmd_ingest(const cli_ctx *ctx, const cli_cmd *self, int argc, char **argv)
         }
         g->ck.ident = now; /* the same content; the path may have moved */
         if (g->ck.complete) {
-            fprintf(stderr, "ingest: %s was already ingested completely into '%s' (checkpoint %s)\n",
-                    g->input, g->coll, g->ckpt_path);
+            fprintf(stderr, "ingest: %s was already ingested completely into '%s' (checkpoint %s)\n", g->input, g->coll,
+                    g->ckpt_path);
             if (ctx->json)
                 report(g, 1);
             rc = CLI_OK;
@@ -1047,8 +1032,7 @@ int cmd_ingest(const cli_ctx *ctx, const cli_cmd *self, int argc, char **argv)
         g->ck.offset = rd_tell(rd);
         g->ck.line = rd_line(rd);
         if (resume)
-            fprintf(stderr, "ingest: no checkpoint at %s: starting from the beginning\n",
-                    g->ckpt_path);
+            fprintf(stderr, "ingest: no checkpoint at %s: starting from the beginning\n", g->ckpt_path);
         /* A stale failed-records file from an earlier run would mislead. */
         unlink(g->failed_path);
     }
@@ -1066,8 +1050,7 @@ int cmd_ingest(const cli_ctx *ctx, const cli_cmd *self, int argc, char **argv)
     if (rlog) {
         g->retry_log = fopen(rlog, "a");
         if (!g->retry_log) {
-            fprintf(stderr, "vectordb-cli: ingest: cannot open --retry-log %s: %s\n", rlog,
-                    strerror(errno));
+            fprintf(stderr, "vectordb-cli: ingest: cannot open --retry-log %s: %s\n", rlog, strerror(errno));
             goto out;
         }
     }
@@ -1185,13 +1168,15 @@ int cmd_ingest(const cli_ctx *ctx, const cli_cmd *self, int argc, char **argv)
                 g->input, g->coll);
         rc = CLI_FAIL;
     } else if (!complete) {
-        fprintf(stderr, "vectordb-cli: ingest interrupted at record %llu\n"
-                        "  next: resume: vectordb-cli ingest %s --collection %s --resume\n",
+        fprintf(stderr,
+                "vectordb-cli: ingest interrupted at record %llu\n"
+                "  next: resume: vectordb-cli ingest %s --collection %s --resume\n",
                 (unsigned long long)g->ck.record, g->input, g->coll);
         rc = CLI_FAIL;
     } else if (g->failed) {
-        fprintf(stderr, "vectordb-cli: ingest: %llu records failed (listed in %s)\n"
-                        "  next: fix those records and ingest them again\n",
+        fprintf(stderr,
+                "vectordb-cli: ingest: %llu records failed (listed in %s)\n"
+                "  next: fix those records and ingest them again\n",
                 (unsigned long long)g->failed, g->failed_path);
         rc = CLI_FAIL;
     } else {
@@ -1237,8 +1222,7 @@ out:
 }
 
 const cli_cmd cmds_ingest[] = {
-    {NULL, "ingest", cmd_ingest, "bulk-load vectors or texts, resumable",
-     "ingest FILE --collection NAME [options]",
+    {NULL, "ingest", cmd_ingest, "bulk-load vectors or texts, resumable", "ingest FILE --collection NAME [options]",
      "Reads JSONL, CSV, .npy (2-D float32/float64) or .fvecs and upserts the records\n"
      "in batches. Retries connection errors, timeouts, 429 and 5xx with exponential\n"
      "backoff and full jitter (honouring Retry-After); writes a checkpoint after every\n"

@@ -201,9 +201,10 @@ static int cmd_backup_verify(const cli_ctx *ctx, const cli_cmd *self, int argc, 
         /* A 200 whose body says the backup is not valid is still a failure. */
         rc = json_is_false(ok) ? CLI_FAIL : CLI_OK;
         if (rc)
-            fprintf(stderr, "vectordb-cli: %s: the backup failed verification\n"
-                            "  next: do not restore from it; use another backup "
-                            "('vectordb-cli backup list %s')\n",
+            fprintf(stderr,
+                    "vectordb-cli: %s: the backup failed verification\n"
+                    "  next: do not restore from it; use another backup "
+                    "('vectordb-cli backup list %s')\n",
                     what, pos[0]);
     }
     api_res_free(&res);
@@ -220,8 +221,7 @@ static int cmd_backup_delete(const cli_ctx *ctx, const cli_cmd *self, int argc, 
         return rc;
     if (!yes) {
         char q[400];
-        snprintf(q, sizeof q, "Backup '%s' of collection '%s' will be deleted permanently.",
-                 pos[1], pos[0]);
+        snprintf(q, sizeof q, "Backup '%s' of collection '%s' will be deleted permanently.", pos[1], pos[0]);
         if ((rc = cli_confirm(q, pos[0])))
             return rc;
     }
@@ -296,8 +296,7 @@ static int cmd_hard_delete(const cli_ctx *ctx, const cli_cmd *self, int argc, ch
         return rc;
     if (!yes) {
         char q[400];
-        snprintf(q, sizeof q,
-                 "Collection '%s' will be removed PERMANENTLY (not to the trash)%s.", pos[0],
+        snprintf(q, sizeof q, "Collection '%s' will be removed PERMANENTLY (not to the trash)%s.", pos[0],
                  skip ? " and WITHOUT a backup" : "; a backup is taken first");
         if ((rc = cli_confirm(q, pos[0])))
             return rc;
@@ -338,8 +337,7 @@ static int job_state_is(const char *s, const char *const *set)
  * last job document. 0 when the job succeeded. */
 static int poll_job(const cli_ctx *ctx, const char *job_id, json_t **final)
 {
-    static const char *const done_set[] = {"done", "completed", "complete", "succeeded",
-                                           "success", "finished", NULL};
+    static const char *const done_set[] = {"done", "completed", "complete", "succeeded", "success", "finished", NULL};
     static const char *const fail_set[] = {"failed", "error", "cancelled", "canceled", "interrupted", NULL};
     char path[512] = "/jobs/";
     http_escape(job_id, path, sizeof path);
@@ -392,8 +390,7 @@ static int poll_job(const cli_ctx *ctx, const char *job_id, json_t **final)
             out_progress_end(&p);
             char c1[32];
             out_commas(nd, c1, sizeof c1);
-            fprintf(stderr, "import %s: %s vectors, %.1f s\n", failed ? "failed" : "done", c1,
-                    dv_mono_s() - t_start);
+            fprintf(stderr, "import %s: %s vectors, %.1f s\n", failed ? "failed" : "done", c1, dv_mono_s() - t_start);
         } else if (strcmp(cur, phase_name)) {
             if (phase_name[0])
                 out_progress_end(&p);
@@ -409,8 +406,9 @@ static int poll_job(const cli_ctx *ctx, const char *job_id, json_t **final)
             *final = json_incref(d);
             api_res_free(&res);
             if (cli_interrupted && !finished && !failed) {
-                fprintf(stderr, "vectordb-cli: stopped following job '%s'; it continues on the "
-                                "server\n  next: vectordb-cli --json import --job %s\n",
+                fprintf(stderr,
+                        "vectordb-cli: stopped following job '%s'; it continues on the "
+                        "server\n  next: vectordb-cli --json import --job %s\n",
                         job_id, job_id);
                 return CLI_FAIL;
             }
@@ -423,8 +421,7 @@ static int poll_job(const cli_ctx *ctx, const char *job_id, json_t **final)
 
 static int cmd_import(const cli_ctx *ctx, const cli_cmd *self, int argc, char **argv)
 {
-    const char *src = NULL, *name = NULL, *dim = NULL, *metric = NULL, *vtype = NULL,
-               *format = NULL, *job = NULL;
+    const char *src = NULL, *name = NULL, *dim = NULL, *metric = NULL, *vtype = NULL, *format = NULL, *job = NULL;
     int wait_sync = 0, overwrite = 0, skip_backup = 0;
     cli_opt opts[] = {{"--path", NULL, OPT_STR, &src},
                       {"--name", NULL, OPT_STR, &name},
@@ -471,9 +468,8 @@ static int cmd_import(const cli_ctx *ctx, const cli_cmd *self, int argc, char **
     char what[300];
     snprintf(what, sizeof what, "import '%s' as '%s'", src, name);
     api_res res;
-    dv_code c = api_request(ctx, "POST", wait_sync ? "/collections/import"
-                                                   : "/collections/import?wait=false",
-                            body, &res);
+    dv_code c =
+        api_request(ctx, "POST", wait_sync ? "/collections/import" : "/collections/import?wait=false", body, &res);
     json_decref(body);
     if (c != DV_OK) {
         rc = api_report(ctx, what, &res);
@@ -500,9 +496,8 @@ show:
         json_t *je = out_get(final, "error");
         json_t *jc = out_get(final, "code");
         if (json_is_string(je))
-            snprintf(job_err, sizeof job_err, "%s%s%s%s", json_string_value(je),
-                     json_is_string(jc) ? " (code " : "", json_is_string(jc) ? json_string_value(jc) : "",
-                     json_is_string(jc) ? ")" : "");
+            snprintf(job_err, sizeof job_err, "%s%s%s%s", json_string_value(je), json_is_string(jc) ? " (code " : "",
+                     json_is_string(jc) ? json_string_value(jc) : "", json_is_string(jc) ? ")" : "");
         if (ctx->json)
             out_json(final);
         else if (json_is_object(final))
@@ -510,9 +505,10 @@ show:
         json_decref(final);
     }
     if (rc == CLI_FAIL && !cli_interrupted && job_err[0])
-        fprintf(stderr, "vectordb-cli: import failed: %s\n"
-                        "  next: fix the cause and import again; the source files were not "
-                        "modified\n",
+        fprintf(stderr,
+                "vectordb-cli: import failed: %s\n"
+                "  next: fix the cause and import again; the source files were not "
+                "modified\n",
                 job_err);
     return rc;
 }
@@ -520,9 +516,8 @@ show:
 static void show_audit(const cli_ctx *ctx, json_t *data)
 {
     (void)ctx;
-    static const out_col cols[] = {{"TIME", "time"},         {"ACTION", "action"},
-                                   {"COLLECTION", "collection"}, {"OUTCOME", "outcome"},
-                                   {"ACTOR", "actor"},       {"REMOTE", "remote"},
+    static const out_col cols[] = {{"TIME", "time"},       {"ACTION", "action"}, {"COLLECTION", "collection"},
+                                   {"OUTCOME", "outcome"}, {"ACTOR", "actor"},   {"REMOTE", "remote"},
                                    {"DETAIL", "detail"}};
     out_table(json_is_array(data) ? data : out_get(data, "entries|events"), cols, 7);
 }
@@ -543,8 +538,8 @@ static int cmd_audit(const cli_ctx *ctx, const cli_cmd *self, int argc, char **a
 }
 
 const cli_cmd cmds_recovery[] = {
-    {"trash", "list", cmd_trash_list, "soft-deleted collections and when they expire",
-     "trash list", "example:\n  vectordb-cli trash list\n"},
+    {"trash", "list", cmd_trash_list, "soft-deleted collections and when they expire", "trash list",
+     "example:\n  vectordb-cli trash list\n"},
     {"trash", "restore", cmd_trash_restore, "bring a collection back from the trash",
      "trash restore NAME [--new-name NEW]",
      "Restores the newest trash entry of NAME. If a live collection already has\n"
@@ -553,16 +548,15 @@ const cli_cmd cmds_recovery[] = {
      "example:\n  vectordb-cli trash restore docs --new-name docs_recovered\n"},
     {"trash", "cleanup", cmd_trash_cleanup, "purge expired trash entries now", "trash cleanup",
      "Only entries past their retention are purged.\n\nexample:\n  vectordb-cli trash cleanup\n"},
-    {"backup", "create", cmd_backup_create, "take a backup of a collection",
-     "backup create COLLECTION", "example:\n  vectordb-cli backup create docs\n"},
-    {"backup", "list", cmd_backup_list, "list backups (all, or of one collection)",
-     "backup list [COLLECTION]", "example:\n  vectordb-cli backup list docs\n"},
+    {"backup", "create", cmd_backup_create, "take a backup of a collection", "backup create COLLECTION",
+     "example:\n  vectordb-cli backup create docs\n"},
+    {"backup", "list", cmd_backup_list, "list backups (all, or of one collection)", "backup list [COLLECTION]",
+     "example:\n  vectordb-cli backup list docs\n"},
     {"backup", "verify", cmd_backup_verify, "re-read and check every file of a backup",
      "backup verify COLLECTION BACKUP_ID",
      "Exit code 1 when the backup is damaged.\n\n"
      "example:\n  vectordb-cli backup verify docs 20261125T210000Z-manual\n"},
-    {"backup", "delete", cmd_backup_delete, "delete a backup permanently",
-     "backup delete COLLECTION BACKUP_ID [--yes]",
+    {"backup", "delete", cmd_backup_delete, "delete a backup permanently", "backup delete COLLECTION BACKUP_ID [--yes]",
      "Asks for the collection name to be typed back unless --yes.\n\n"
      "options:\n  -y, --yes   do not ask for confirmation\n\n"
      "example:\n  vectordb-cli backup delete docs 20261125T210000Z-manual\n"},
@@ -608,8 +602,7 @@ const cli_cmd cmds_recovery[] = {
      "  --job JOB_ID     follow an import job started earlier\n\n"
      "example:\n  vectordb-cli import --path /srv/orphans/incidents --name incidents "
      "--dim 1536 --metric cosine\n"},
-    {NULL, "audit", cmd_audit, "recent entries of the audit log (admin key)",
-     "audit [--limit N]",
+    {NULL, "audit", cmd_audit, "recent entries of the audit log (admin key)", "audit [--limit N]",
      "options:\n  -n, --limit N   number of entries (default 50)\n\n"
      "example:\n  vectordb-cli audit --limit 20\n"},
     {0},

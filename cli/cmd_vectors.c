@@ -22,10 +22,8 @@ static int cmd_insert(const cli_ctx *ctx, const cli_cmd *self, int argc, char **
 {
     const char *vec = NULL, *id = NULL, *meta = NULL;
     char *pos[1];
-    cli_opt opts[] = {{"--vector", NULL, OPT_STR, &vec},
-                      {"--id", NULL, OPT_STR, &id},
-                      {"--metadata", NULL, OPT_STR, &meta},
-                      {0}};
+    cli_opt opts[] = {
+        {"--vector", NULL, OPT_STR, &vec}, {"--id", NULL, OPT_STR, &id}, {"--metadata", NULL, OPT_STR, &meta}, {0}};
     int rc = cli_parse(self, argc, argv, opts, pos, 1, 1, NULL);
     if (rc)
         return rc;
@@ -130,8 +128,7 @@ static void show_hits(const cli_ctx *ctx, json_t *data)
 {
     (void)ctx;
     json_t *arr = json_is_array(data) ? data : out_get(data, "results|hits");
-    static const out_col cols[] = {
-        {"ID", "id"}, {"DISTANCE", "distance|score"}, {"METADATA", "metadata|payload"}};
+    static const out_col cols[] = {{"ID", "id"}, {"DISTANCE", "distance|score"}, {"METADATA", "metadata|payload"}};
     out_table(arr, cols, 3);
 }
 

@@ -30,8 +30,8 @@ char *embed_endpoint(const char *url)
     return out;
 }
 
-dv_code embed_once(http_conn *c, const embed_cfg *cfg, const char *const *texts, size_t n,
-                   float **out, uint32_t *dim, http_resp *r, dv_err *err)
+dv_code embed_once(http_conn *c, const embed_cfg *cfg, const char *const *texts, size_t n, float **out, uint32_t *dim,
+                   http_resp *r, dv_err *err)
 {
     json_t *input = json_array();
     for (size_t i = 0; i < n; i++)
@@ -51,10 +51,8 @@ dv_code embed_once(http_conn *c, const embed_cfg *cfg, const char *const *texts,
         /* OpenAI-style errors: {"error": {"message": ...}} or a string. */
         json_t *doc = json_loadb(r->body, r->body_len, 0, NULL);
         json_t *e = json_object_get(doc, "error");
-        const char *msg = json_is_string(e) ? json_string_value(e)
-                                            : json_string_value(json_object_get(e, "message"));
-        dv_errorf(err, DV_EIO, "embed: %s: HTTP %ld%s%.200s", cfg->url, r->status, msg ? ": " : "",
-                  msg ? msg : "");
+        const char *msg = json_is_string(e) ? json_string_value(e) : json_string_value(json_object_get(e, "message"));
+        dv_errorf(err, DV_EIO, "embed: %s: HTTP %ld%s%.200s", cfg->url, r->status, msg ? ": " : "", msg ? msg : "");
         json_decref(doc);
         return DV_EIO;
     }
@@ -64,8 +62,8 @@ dv_code embed_once(http_conn *c, const embed_cfg *cfg, const char *const *texts,
     float **vecs = NULL;
     uint32_t d = 0;
     if (!json_is_array(data) || json_array_size(data) != n) {
-        rc = dv_errorf(err, DV_EINVAL, "embed: %s: expected data[] with %zu embeddings, got %s",
-                       cfg->url, n, doc ? "a different shape" : je.text);
+        rc = dv_errorf(err, DV_EINVAL, "embed: %s: expected data[] with %zu embeddings, got %s", cfg->url, n,
+                       doc ? "a different shape" : je.text);
         goto done;
     }
     vecs = calloc(n, sizeof *vecs);
@@ -98,8 +96,9 @@ dv_code embed_once(http_conn *c, const embed_cfg *cfg, const char *const *texts,
             json_t *x = json_array_get(emb, j);
             double v = json_number_value(x);
             if (!json_is_number(x) || !isfinite((float)v)) {
-                rc = dv_errorf(err, DV_EINVAL, "embed: %s: embedding %zu component %zu is not a "
-                                               "finite number",
+                rc = dv_errorf(err, DV_EINVAL,
+                               "embed: %s: embedding %zu component %zu is not a "
+                               "finite number",
                                cfg->url, at, j);
                 goto done;
             }

@@ -136,8 +136,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
-dv_code http_do(http_conn *c, const char *method, const char *url, const char *bearer,
-                const char *body, size_t body_len, double timeout_s, http_resp *r, dv_err *err)
+dv_code http_do(http_conn *c, const char *method, const char *url, const char *bearer, const char *body,
+                size_t body_len, double timeout_s, http_resp *r, dv_err *err)
 {
     free(r->body);
     memset(r, 0, sizeof *r);
@@ -223,8 +223,7 @@ uint64_t http_rng_next(uint64_t *rng)
     return x * 0x2545F4914F6CDD1Dull;
 }
 
-double http_backoff_s(unsigned attempt, double base_s, double cap_s, double retry_after_s,
-                      uint64_t *rng)
+double http_backoff_s(unsigned attempt, double base_s, double cap_s, double retry_after_s, uint64_t *rng)
 {
     double ceil_s = base_s * ldexp(1.0, attempt > 60 ? 60 : (int)attempt);
     if (ceil_s > cap_s)
@@ -263,8 +262,8 @@ void http_escape(const char *s, char *buf, size_t cap)
     static const char hex[] = "0123456789ABCDEF";
     size_t n = strlen(buf);
     for (const unsigned char *p = (const unsigned char *)s; *p && n + 4 < cap; p++) {
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+            *p == '_' || *p == '.' || *p == '~') {
             buf[n++] = (char)*p;
         } else {
             buf[n++] = '%';
@@ -286,8 +285,7 @@ void api_res_free(api_res *res)
     memset(res, 0, sizeof *res);
 }
 
-dv_code api_request(const cli_ctx *ctx, const char *method, const char *path, json_t *body,
-                    api_res *res)
+dv_code api_request(const cli_ctx *ctx, const char *method, const char *path, json_t *body, api_res *res)
 {
     dv_err err = {0};
     memset(res, 0, sizeof *res);
@@ -305,14 +303,12 @@ dv_code api_request(const cli_ctx *ctx, const char *method, const char *path, js
     for (unsigned attempt = 0;; attempt++) {
         if (ctx->verbose)
             fprintf(stderr, "> %s %s\n", method, url);
-        rc = http_do(g_conn, method, url, ctx->api_key, text, text ? strlen(text) : 0,
-                     ctx->timeout_s, &r, &err);
+        rc = http_do(g_conn, method, url, ctx->api_key, text, text ? strlen(text) : 0, ctx->timeout_s, &r, &err);
         if (ctx->verbose && r.status)
             fprintf(stderr, "< HTTP %ld (%zu bytes)\n", r.status, r.body_len);
         /* Only reads are retried here: a write that timed out may have been
          * applied, and the operator must decide (ingest has its own rules). */
-        if (!is_get || attempt >= 2 || !(r.status == 0 ? http_retryable(&r)
-                                                       : r.status == 429 || r.status == 503))
+        if (!is_get || attempt >= 2 || !(r.status == 0 ? http_retryable(&r) : r.status == 429 || r.status == 503))
             break;
         double d = http_backoff_s(attempt, 0.2, 2.0, r.retry_after_s, &rng);
         if (ctx->verbose)
@@ -329,8 +325,7 @@ dv_code api_request(const cli_ctx *ctx, const char *method, const char *path, js
     json_error_t je;
     res->root = r.body_len ? json_loadb(r.body, r.body_len, 0, &je) : NULL;
     if (!res->root && r.body_len) {
-        snprintf(res->transport, sizeof res->transport, "response is not JSON (HTTP %ld): %.120s",
-                 r.status, r.body);
+        snprintf(res->transport, sizeof res->transport, "response is not JSON (HTTP %ld): %.120s", r.status, r.body);
     }
     http_resp_free(&r);
     json_t *succ = NULL;
@@ -405,8 +400,7 @@ int api_report(const cli_ctx *ctx, const char *what, const api_res *res)
     return CLI_FAIL;
 }
 
-int api_run(const cli_ctx *ctx, const char *what, const char *method, const char *path,
-            json_t *body, api_show_fn show)
+int api_run(const cli_ctx *ctx, const char *what, const char *method, const char *path, json_t *body, api_show_fn show)
 {
     api_res res;
     if (api_request(ctx, method, path, body, &res) != DV_OK) {

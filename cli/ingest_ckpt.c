@@ -74,8 +74,7 @@ dv_code ckpt_ident_of(const char *path, ckpt_ident *out, dv_err *err)
     close(fd);
     XXH128_hash_t h = XXH3_128bits(buf, got);
     free(buf);
-    snprintf(id.head, sizeof id.head, "%016llx%016llx", (unsigned long long)h.high64,
-             (unsigned long long)h.low64);
+    snprintf(id.head, sizeof id.head, "%016llx%016llx", (unsigned long long)h.high64, (unsigned long long)h.low64);
     *out = id;
     return DV_OK;
 }
@@ -119,8 +118,7 @@ static dv_code write_all(int fd, const char *p, size_t n, const char *path, dv_e
         if (k < 0 && errno == EINTR)
             continue;
         if (k < 0)
-            return dv_errorf(err, DV_EIO, "ingest: checkpoint: write %s: %s", path,
-                             strerror(errno));
+            return dv_errorf(err, DV_EIO, "ingest: checkpoint: write %s: %s", path, strerror(errno));
         p += k;
         n -= (size_t)k;
     }
@@ -131,18 +129,16 @@ dv_code ckpt_render(const ckpt_state *st, char **out, dv_err *err)
 {
     json_t *acked = json_array();
     for (size_t i = 0; i < st->n_acked; i++)
-        json_array_append_new(acked, json_pack("[I,I]", (json_int_t)st->acked[i].start,
-                                               (json_int_t)st->acked[i].end));
-    json_t *doc = json_pack(
-        "{s:s, s:i, s:{s:s, s:I, s:s, s:I}, s:s, s:{s:I, s:I, s:I}, s:o, s:{s:I, s:I, s:I}, "
-        "s:b, s:I}",
-        "format", "dvecdb-ingest-checkpoint", "version", 1, "input", "path", st->ident.path,
-        "size", (json_int_t)st->ident.size, "head_xxh3_128", st->ident.head, "head_bytes",
-        (json_int_t)CKPT_HEAD_BYTES, "collection", st->collection, "position", "record",
-        (json_int_t)st->record, "offset", (json_int_t)st->offset, "line", (json_int_t)st->line,
-        "acked", acked, "totals", "sent", (json_int_t)st->sent, "failed", (json_int_t)st->failed,
-        "retried", (json_int_t)st->retried, "complete", st->complete, "updated_at_ms",
-        (json_int_t)dv_now_ms());
+        json_array_append_new(acked, json_pack("[I,I]", (json_int_t)st->acked[i].start, (json_int_t)st->acked[i].end));
+    json_t *doc =
+        json_pack("{s:s, s:i, s:{s:s, s:I, s:s, s:I}, s:s, s:{s:I, s:I, s:I}, s:o, s:{s:I, s:I, s:I}, "
+                  "s:b, s:I}",
+                  "format", "dvecdb-ingest-checkpoint", "version", 1, "input", "path", st->ident.path, "size",
+                  (json_int_t)st->ident.size, "head_xxh3_128", st->ident.head, "head_bytes",
+                  (json_int_t)CKPT_HEAD_BYTES, "collection", st->collection, "position", "record",
+                  (json_int_t)st->record, "offset", (json_int_t)st->offset, "line", (json_int_t)st->line, "acked",
+                  acked, "totals", "sent", (json_int_t)st->sent, "failed", (json_int_t)st->failed, "retried",
+                  (json_int_t)st->retried, "complete", st->complete, "updated_at_ms", (json_int_t)dv_now_ms());
     if (!doc)
         return dv_errorf(err, DV_ENOMEM, "ingest: checkpoint: cannot build the document");
     char *text = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -224,8 +220,7 @@ dv_code ckpt_load(const char *path, ckpt_state *st, dv_err *err)
         return dv_errorf(err, DV_ENOTFOUND, "ingest: no checkpoint at %s", path);
     json_t *doc = json_load_file(path, 0, &je);
     if (!doc)
-        return dv_errorf(err, DV_ECORRUPT, "ingest: checkpoint %s: line %d: %s", path, je.line,
-                         je.text);
+        return dv_errorf(err, DV_ECORRUPT, "ingest: checkpoint %s: line %d: %s", path, je.line, je.text);
     dv_code rc = DV_OK;
     json_t *in = json_object_get(doc, "input");
     json_t *pos = json_object_get(doc, "position");
@@ -237,8 +232,7 @@ dv_code ckpt_load(const char *path, ckpt_state *st, dv_err *err)
     json_t *acked = json_object_get(doc, "acked");
     if (!fmt || strcmp(fmt, "dvecdb-ingest-checkpoint") || !p || !h || strlen(h) != 32 || !c ||
         get_u64(in, "size", &st->ident.size) || get_u64(pos, "record", &st->record) ||
-        get_u64(pos, "offset", &st->offset) || get_u64(pos, "line", &st->line) ||
-        !json_is_array(acked)) {
+        get_u64(pos, "offset", &st->offset) || get_u64(pos, "line", &st->line) || !json_is_array(acked)) {
         rc = dv_errorf(err, DV_ECORRUPT, "ingest: %s is not a d-vecDB ingest checkpoint", path);
         goto done;
     }
@@ -280,8 +274,7 @@ void ckpt_state_free(ckpt_state *st)
     st->n_acked = 0;
 }
 
-dv_code ckpt_check(const ckpt_state *st, const ckpt_ident *now, const char *collection,
-                   dv_err *err)
+dv_code ckpt_check(const ckpt_state *st, const ckpt_ident *now, const char *collection, dv_err *err)
 {
     if (st->ident.size != now->size || strcmp(st->ident.head, now->head))
         return dv_errorf(err, DV_EINVAL,
@@ -290,9 +283,8 @@ dv_code ckpt_check(const ckpt_state *st, const ckpt_ident *now, const char *coll
                          st->ident.path, (unsigned long long)st->ident.size, st->ident.head,
                          (unsigned long long)now->size, now->head);
     if (strcmp(st->collection, collection))
-        return dv_errorf(err, DV_EINVAL,
-                         "ingest: the checkpoint is for collection '%s', not '%s'",
-                         st->collection, collection);
+        return dv_errorf(err, DV_EINVAL, "ingest: the checkpoint is for collection '%s', not '%s'", st->collection,
+                         collection);
     if (st->record > 0 && st->offset > now->size)
         return dv_errorf(err, DV_EINVAL, "ingest: checkpoint offset past the end of the input");
     return DV_OK;

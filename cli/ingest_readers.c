@@ -116,8 +116,7 @@ static long parse_floats(const char *s, float **out)
         return -1;
     const char *p = s;
     for (;;) {
-        while (*p == ' ' || *p == ',' || *p == ';' || *p == '\t' || *p == '[' || *p == ']' ||
-               *p == '\r' || *p == '\n')
+        while (*p == ' ' || *p == ',' || *p == ';' || *p == '\t' || *p == '[' || *p == ']' || *p == '\r' || *p == '\n')
             p++;
         if (!*p)
             break;
@@ -331,8 +330,8 @@ static int csv_next(rd_reader *r, rd_record *rec)
             char *end;
             double d = strtod(r->fields[i], &end);
             if (end == r->fields[i] || *end || !isfinite(d) || !isfinite((float)d)) {
-                set_error(rec, "csv line %llu: column %zu: not a finite number: '%.40s'",
-                          (unsigned long long)ln, i + 1, r->fields[i]);
+                set_error(rec, "csv line %llu: column %zu: not a finite number: '%.40s'", (unsigned long long)ln, i + 1,
+                          r->fields[i]);
                 return 1;
             }
             rec->vec[i - first] = (float)d;
@@ -341,8 +340,7 @@ static int csv_next(rd_reader *r, rd_record *rec)
         return 1;
     }
     if (nf != r->n_cols) {
-        set_error(rec, "csv line %llu: %zu fields, the header has %zu", (unsigned long long)ln, nf,
-                  r->n_cols);
+        set_error(rec, "csv line %llu: %zu fields, the header has %zu", (unsigned long long)ln, nf, r->n_cols);
         return 1;
     }
     if (r->csv_vector_cols)
@@ -371,8 +369,7 @@ static int csv_next(rd_reader *r, rd_record *rec)
             if (n == 0)
                 free(fv);
             if (n <= 0) {
-                set_error(rec, "csv line %llu: column vector: not a list of finite numbers",
-                          (unsigned long long)ln);
+                set_error(rec, "csv line %llu: column vector: not a list of finite numbers", (unsigned long long)ln);
                 return 1;
             }
             free(rec->vec);
@@ -387,8 +384,7 @@ static int csv_next(rd_reader *r, rd_record *rec)
             json_t *m = json_loads(v, 0, &je);
             if (!json_is_object(m)) {
                 json_decref(m);
-                set_error(rec, "csv line %llu: column metadata: not a JSON object",
-                          (unsigned long long)ln);
+                set_error(rec, "csv line %llu: column metadata: not a JSON object", (unsigned long long)ln);
                 return 1;
             }
             if (rec->metadata)
@@ -406,8 +402,8 @@ static int csv_next(rd_reader *r, rd_record *rec)
             char *end;
             double d = strtod(v, &end);
             if (end == v || *end || !isfinite(d) || !isfinite((float)d)) {
-                set_error(rec, "csv line %llu: column %s: not a finite number: '%.40s'",
-                          (unsigned long long)ln, r->names[i], v);
+                set_error(rec, "csv line %llu: column %s: not a finite number: '%.40s'", (unsigned long long)ln,
+                          r->names[i], v);
                 return 1;
             }
             rec->vec[nc++] = (float)d;
@@ -443,8 +439,7 @@ static int jsonl_next(rd_reader *r, rd_record *rec)
             if (o)
                 set_error(rec, "line %llu: not a JSON object", (unsigned long long)ln);
             else
-                set_error(rec, "line %llu: invalid JSON at column %d: %s", (unsigned long long)ln,
-                          je.column, je.text);
+                set_error(rec, "line %llu: invalid JSON at column %d: %s", (unsigned long long)ln, je.column, je.text);
             json_decref(o);
             return 1;
         }
@@ -460,15 +455,13 @@ static int jsonl_next(rd_reader *r, rd_record *rec)
                     snprintf(b, sizeof b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
                     rec->id = strdup(b);
                 } else if (!json_is_null(v)) {
-                    set_error(rec, "line %llu: id must be a string or an integer",
-                              (unsigned long long)ln);
+                    set_error(rec, "line %llu: id must be a string or an integer", (unsigned long long)ln);
                     break;
                 }
             } else if (!strcmp(k, "vector") || !strcmp(k, "data") || !strcmp(k, "embedding")) {
                 size_t dn = json_array_size(v);
                 if (!json_is_array(v) || dn == 0) {
-                    set_error(rec, "line %llu: %s must be a non-empty array of numbers",
-                              (unsigned long long)ln, k);
+                    set_error(rec, "line %llu: %s must be a non-empty array of numbers", (unsigned long long)ln, k);
                     break;
                 }
                 free(rec->vec);
@@ -477,8 +470,7 @@ static int jsonl_next(rd_reader *r, rd_record *rec)
                     json_t *x = json_array_get(v, i);
                     double d = json_number_value(x);
                     if (!json_is_number(x) || !isfinite((float)d))
-                        set_error(rec, "line %llu: %s[%zu] is not a finite number",
-                                  (unsigned long long)ln, k, i);
+                        set_error(rec, "line %llu: %s[%zu] is not a finite number", (unsigned long long)ln, k, i);
                     else
                         rec->vec[i] = (float)d;
                 }
@@ -542,8 +534,7 @@ static dv_code npy_open(rd_reader *r, dv_err *err)
     } else if (pre[6] == 2 || pre[6] == 3) {
         if (fread(pre + 10, 1, 2, r->f) != 2)
             return dv_errorf(err, DV_EINVAL, "ingest: npy: truncated header");
-        hlen = (uint32_t)pre[8] | (uint32_t)pre[9] << 8 | (uint32_t)pre[10] << 16 |
-               (uint32_t)pre[11] << 24;
+        hlen = (uint32_t)pre[8] | (uint32_t)pre[9] << 8 | (uint32_t)pre[10] << 16 | (uint32_t)pre[11] << 24;
         start = 12;
     } else {
         return dv_errorf(err, DV_EINVAL, "ingest: npy: unsupported format version %u", pre[6]);
@@ -571,8 +562,7 @@ static dv_code npy_open(rd_reader *r, dv_err *err)
     } else if (d && (!strncmp(d, "'<f8'", 5) || !strncmp(d, "'=f8'", 5))) {
         r->f64 = 1;
     } else {
-        rc = dv_errorf(err, DV_EINVAL,
-                       "ingest: npy: dtype must be little-endian float32 or float64 (got %.10s)",
+        rc = dv_errorf(err, DV_EINVAL, "ingest: npy: dtype must be little-endian float32 or float64 (got %.10s)",
                        d ? d : "?");
         goto done;
     }
@@ -580,8 +570,9 @@ static dv_code npy_open(rd_reader *r, dv_err *err)
     while (fo && (*fo == ':' || *fo == ' '))
         fo++;
     if (!fo || strncmp(fo, "False", 5)) {
-        rc = dv_errorf(err, DV_EINVAL, "ingest: npy: Fortran-order arrays are not supported; "
-                                       "save with np.ascontiguousarray");
+        rc = dv_errorf(err, DV_EINVAL,
+                       "ingest: npy: Fortran-order arrays are not supported; "
+                       "save with np.ascontiguousarray");
         goto done;
     }
     const char *t = strchr(sh, '(');
@@ -605,8 +596,9 @@ static dv_code npy_open(rd_reader *r, dv_err *err)
         }
     }
     if (nd != 2 || dims[1] == 0 || dims[1] > 65536) {
-        rc = dv_errorf(err, DV_EINVAL, "ingest: npy: need a 2-D array (rows, dim <= 65536), "
-                                       "got %d dimensions",
+        rc = dv_errorf(err, DV_EINVAL,
+                       "ingest: npy: need a 2-D array (rows, dim <= 65536), "
+                       "got %d dimensions",
                        nd);
         goto done;
     }
@@ -615,8 +607,7 @@ static dv_code npy_open(rd_reader *r, dv_err *err)
     r->data_off = start + hlen;
     uint64_t need = r->data_off + r->rows * r->dim * (r->f64 ? 8 : 4);
     if (need > r->size) {
-        rc = dv_errorf(err, DV_EINVAL,
-                       "ingest: npy: file holds %llu bytes, the header promises %llu",
+        rc = dv_errorf(err, DV_EINVAL, "ingest: npy: file holds %llu bytes, the header promises %llu",
                        (unsigned long long)r->size, (unsigned long long)need);
         goto done;
     }
@@ -643,8 +634,7 @@ static void fill_vec(rd_record *rec, const void *src, uint32_t dim, int f64, con
             d = f;
         }
         if (!isfinite((float)d)) {
-            set_error(rec, "%s %llu: component %u is not a finite float32", what,
-                      (unsigned long long)rec->recno, i);
+            set_error(rec, "%s %llu: component %u is not a finite float32", what, (unsigned long long)rec->recno, i);
             free(rec->vec);
             rec->vec = NULL;
             return;
@@ -675,11 +665,9 @@ static dv_code fvecs_open(rd_reader *r, dv_err *err)
         return DV_OK;
     if (fread(b, 1, 4, r->f) != 4)
         return dv_errorf(err, DV_EINVAL, "ingest: fvecs: truncated first record");
-    int32_t d = (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-                          (uint32_t)b[3] << 24);
+    int32_t d = (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24);
     if (d <= 0 || d > 65536)
-        return dv_errorf(err, DV_EINVAL, "ingest: fvecs: first record's dimension %d is invalid",
-                         d);
+        return dv_errorf(err, DV_EINVAL, "ingest: fvecs: first record's dimension %d is invalid", d);
     r->dim = (uint32_t)d;
     uint64_t rec_size = 4 + 4 * (uint64_t)d;
     r->rows = r->size / rec_size;
@@ -707,8 +695,8 @@ static int fvecs_next(rd_reader *r, rd_record *rec)
     const unsigned char *b = r->rowbuf;
     uint32_t d = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
     if (d != r->dim) {
-        set_error(rec, "vector %llu: dimension %u differs from the first vector's %u",
-                  (unsigned long long)r->recno, d, r->dim);
+        set_error(rec, "vector %llu: dimension %u differs from the first vector's %u", (unsigned long long)r->recno, d,
+                  r->dim);
         return 1;
     }
     fill_vec(rec, b + 4, r->dim, 0, "vector");
@@ -725,8 +713,7 @@ dv_code rd_open(const char *path, rd_format fmt, rd_reader **out, dv_err *err)
     dv_code rc;
     r->f = fopen(path, "rb");
     if (!r->f) {
-        rc = dv_errorf(err, errno == ENOENT ? DV_ENOTFOUND : DV_EIO, "ingest: open %s: %s", path,
-                       strerror(errno));
+        rc = dv_errorf(err, errno == ENOENT ? DV_ENOTFOUND : DV_EIO, "ingest: open %s: %s", path, strerror(errno));
         goto fail;
     }
     /* stdio's 4 KiB buffer costs a read() per .fvecs/.npy row of a few KiB;
@@ -828,8 +815,8 @@ int rd_next(rd_reader *r, rd_record *rec, dv_err *err)
         break;
     }
     if (k < 0) {
-        dv_errorf(err, DV_EIO, "ingest: read error after record %llu: %s",
-                  (unsigned long long)r->recno, errno ? strerror(errno) : "short read");
+        dv_errorf(err, DV_EIO, "ingest: read error after record %llu: %s", (unsigned long long)r->recno,
+                  errno ? strerror(errno) : "short read");
         return -1;
     }
     if (k == 1) {

@@ -22,8 +22,7 @@
 
 volatile sig_atomic_t cli_interrupted;
 
-static const cli_cmd *const cmd_groups[] = {cmds_collections, cmds_vectors, cmds_recovery,
-                                            cmds_ingest};
+static const cli_cmd *const cmd_groups[] = {cmds_collections, cmds_vectors, cmds_recovery, cmds_ingest};
 #define N_GROUPS (sizeof cmd_groups / sizeof cmd_groups[0])
 
 static const char *group_summary(const char *g)
@@ -41,16 +40,15 @@ static const char *group_summary(const char *g)
 
 static void print_main_help(FILE *f)
 {
-    fprintf(f,
-            "vectordb-cli - command-line client of vectordb-server (d-vecDB)\n\n"
-            "usage: vectordb-cli [global options] COMMAND [SUBCOMMAND] [options]\n\n"
-            "global options (anywhere on the line):\n"
-            "  --url URL         server address (default " CLI_DEFAULT_URL ", env DVECDB_URL)\n"
-            "  --api-key KEY     API key, sent as Authorization: Bearer (env DVECDB_API_KEY)\n"
-            "  --timeout SEC     per-request timeout in seconds (default 30)\n"
-            "  --json            print the server's data as JSON instead of tables\n"
-            "  -v, --verbose     log requests and retries on stderr\n\n"
-            "commands:\n");
+    fprintf(f, "vectordb-cli - command-line client of vectordb-server (d-vecDB)\n\n"
+               "usage: vectordb-cli [global options] COMMAND [SUBCOMMAND] [options]\n\n"
+               "global options (anywhere on the line):\n"
+               "  --url URL         server address (default " CLI_DEFAULT_URL ", env DVECDB_URL)\n"
+               "  --api-key KEY     API key, sent as Authorization: Bearer (env DVECDB_API_KEY)\n"
+               "  --timeout SEC     per-request timeout in seconds (default 30)\n"
+               "  --json            print the server's data as JSON instead of tables\n"
+               "  -v, --verbose     log requests and retries on stderr\n\n"
+               "commands:\n");
     const char *last_group = NULL;
     for (size_t g = 0; g < N_GROUPS; g++)
         for (const cli_cmd *c = cmd_groups[g]; c->name; c++) {
@@ -71,8 +69,7 @@ static void print_main_help(FILE *f)
 
 static void print_group_help(FILE *f, const char *group)
 {
-    fprintf(f, "usage: vectordb-cli %s SUBCOMMAND [options]\n\n%s\n\nsubcommands:\n", group,
-            group_summary(group));
+    fprintf(f, "usage: vectordb-cli %s SUBCOMMAND [options]\n\n%s\n\nsubcommands:\n", group, group_summary(group));
     for (size_t g = 0; g < N_GROUPS; g++)
         for (const cli_cmd *c = cmd_groups[g]; c->name; c++)
             if (c->group && !strcmp(c->group, group))
@@ -92,22 +89,21 @@ int cli_usage_error(const cli_cmd *cmd, const char *fmt, ...)
     va_list ap;
     fprintf(stderr, "vectordb-cli: ");
     if (cmd)
-        fprintf(stderr, "%s%s%s: ", cmd->group ? cmd->group : "", cmd->group ? " " : "",
-                cmd->name);
+        fprintf(stderr, "%s%s%s: ", cmd->group ? cmd->group : "", cmd->group ? " " : "", cmd->name);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
     if (cmd)
-        fprintf(stderr, "usage: vectordb-cli %s\nrun 'vectordb-cli %s%s%s --help' for an example\n",
-                cmd->usage, cmd->group ? cmd->group : "", cmd->group ? " " : "", cmd->name);
+        fprintf(stderr, "usage: vectordb-cli %s\nrun 'vectordb-cli %s%s%s --help' for an example\n", cmd->usage,
+                cmd->group ? cmd->group : "", cmd->group ? " " : "", cmd->name);
     else
         fprintf(stderr, "run 'vectordb-cli --help' for the list of commands\n");
     return CLI_USAGE;
 }
 
-int cli_parse(const cli_cmd *cmd, int argc, char **argv, const cli_opt *opts, char **pos,
-              int min_pos, int max_pos, int *n_pos)
+int cli_parse(const cli_cmd *cmd, int argc, char **argv, const cli_opt *opts, char **pos, int min_pos, int max_pos,
+              int *n_pos)
 {
     int np = 0, only_pos = 0;
     for (int i = 0; i < argc; i++) {
@@ -120,8 +116,7 @@ int cli_parse(const cli_cmd *cmd, int argc, char **argv, const cli_opt *opts, ch
             print_cmd_help(stdout, cmd);
             return CLI_HELP_SHOWN;
         }
-        if (!only_pos && a[0] == '-' && a[1] != '\0' && !isdigit((unsigned char)a[1]) &&
-            a[1] != '.') {
+        if (!only_pos && a[0] == '-' && a[1] != '\0' && !isdigit((unsigned char)a[1]) && a[1] != '.') {
             const char *eq = strchr(a, '=');
             size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
             const cli_opt *o = NULL;
@@ -156,8 +151,7 @@ int cli_parse(const cli_cmd *cmd, int argc, char **argv, const cli_opt *opts, ch
     return 0;
 }
 
-int cli_u64(const cli_cmd *cmd, const char *opt, const char *s, uint64_t lo, uint64_t hi,
-            uint64_t *out)
+int cli_u64(const cli_cmd *cmd, const char *opt, const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 {
     char *end;
     errno = 0;
@@ -165,21 +159,19 @@ int cli_u64(const cli_cmd *cmd, const char *opt, const char *s, uint64_t lo, uin
         return cli_usage_error(cmd, "%s: expected a whole number, got '%s'", opt, s ? s : "");
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || *end || v < lo || v > hi)
-        return cli_usage_error(cmd, "%s: expected a whole number in %llu..%llu, got '%s'", opt,
-                               (unsigned long long)lo, (unsigned long long)hi, s);
+        return cli_usage_error(cmd, "%s: expected a whole number in %llu..%llu, got '%s'", opt, (unsigned long long)lo,
+                               (unsigned long long)hi, s);
     *out = v;
     return 0;
 }
 
-int cli_double(const cli_cmd *cmd, const char *opt, const char *s, double lo, double hi,
-               double *out)
+int cli_double(const cli_cmd *cmd, const char *opt, const char *s, double lo, double hi, double *out)
 {
     char *end;
     errno = 0;
     double v = s ? strtod(s, &end) : NAN;
     if (!s || !*s || errno || *end || !isfinite(v) || v < lo || v > hi)
-        return cli_usage_error(cmd, "%s: expected a number in %g..%g, got '%s'", opt, lo, hi,
-                               s ? s : "");
+        return cli_usage_error(cmd, "%s: expected a number in %g..%g, got '%s'", opt, lo, hi, s ? s : "");
     *out = v;
     return 0;
 }
@@ -273,8 +265,7 @@ int cli_confirm(const char *what, const char *expect)
     if (own)
         close(fd);
     if (rc < 0 || strcmp(line, expect)) {
-        fprintf(stderr, "vectordb-cli: confirmation did not match '%s': nothing was done.\n",
-                expect);
+        fprintf(stderr, "vectordb-cli: confirmation did not match '%s': nothing was done.\n", expect);
         return CLI_FAIL;
     }
     return 0;
@@ -389,8 +380,7 @@ int main(int argc, char **argv)
         url_buf[n - 1] = '\0';
     ctx.url = url_buf;
 
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
-        !strcmp(argv[1], "help")) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         if (argc >= 3 && !strcmp(argv[1], "help")) {
             const cli_cmd *c = find_cmd(NULL, argv[2]);
             if (c) {

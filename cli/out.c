@@ -18,8 +18,7 @@ void out_json(const json_t *v)
 {
     /* Reals are written with 17 significant digits: they parse back to the
      * same doubles the server sent. */
-    char *s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY |
-                                JSON_REAL_PRECISION(17));
+    char *s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
     if (s) {
         fputs(s, stdout);
         fputc('\n', stdout);
@@ -168,7 +167,12 @@ void out_auto(const cli_ctx *ctx, json_t *data)
  * 5e-10 that 9 significant digits leave: the text still parses back to the
  * same float. */
 static const double pow10_tab[86] = {
-    1e-31, 1e-30, 1e-29, 1e-28, 1e-27, 1e-26, 1e-25, 1e-24, 1e-23, 1e-22, 1e-21, 1e-20, 1e-19, 1e-18, 1e-17, 1e-16, 1e-15, 1e-14, 1e-13, 1e-12, 1e-11, 1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22, 1e23, 1e24, 1e25, 1e26, 1e27, 1e28, 1e29, 1e30, 1e31, 1e32, 1e33, 1e34, 1e35, 1e36, 1e37, 1e38, 1e39, 1e40, 1e41, 1e42, 1e43, 1e44, 1e45, 1e46, 1e47, 1e48, 1e49, 1e50, 1e51, 1e52, 1e53, 1e54};
+    1e-31, 1e-30, 1e-29, 1e-28, 1e-27, 1e-26, 1e-25, 1e-24, 1e-23, 1e-22, 1e-21, 1e-20, 1e-19, 1e-18, 1e-17,
+    1e-16, 1e-15, 1e-14, 1e-13, 1e-12, 1e-11, 1e-10, 1e-9,  1e-8,  1e-7,  1e-6,  1e-5,  1e-4,  1e-3,  1e-2,
+    1e-1,  1e0,   1e1,   1e2,   1e3,   1e4,   1e5,   1e6,   1e7,   1e8,   1e9,   1e10,  1e11,  1e12,  1e13,
+    1e14,  1e15,  1e16,  1e17,  1e18,  1e19,  1e20,  1e21,  1e22,  1e23,  1e24,  1e25,  1e26,  1e27,  1e28,
+    1e29,  1e30,  1e31,  1e32,  1e33,  1e34,  1e35,  1e36,  1e37,  1e38,  1e39,  1e40,  1e41,  1e42,  1e43,
+    1e44,  1e45,  1e46,  1e47,  1e48,  1e49,  1e50,  1e51,  1e52,  1e53,  1e54};
 
 /* "00" .. "99": decimal digits two at a time. */
 static const char d2[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
@@ -319,8 +323,7 @@ void out_progress_init(out_progress *p, const cli_ctx *ctx, const char *label, c
         p->interval_s = 5.0;
 }
 
-void out_progress_show(out_progress *p, uint64_t count, uint64_t total, double frac,
-                       const char *extra, int force)
+void out_progress_show(out_progress *p, uint64_t count, uint64_t total, double frac, const char *extra, int force)
 {
     double now = dv_mono_s();
     double min_gap = p->tty ? 0.1 : p->interval_s;
@@ -346,15 +349,14 @@ void out_progress_show(out_progress *p, uint64_t count, uint64_t total, double f
             bar[i] = frac < 0 ? '.' : i < fill ? '#' : '-';
         bar[30] = '\0';
         fprintf(stderr, "\r%s [%s] %3.0f%% %s%s%s %s %.0f/s ETA %s%s%s\033[K", p->label, bar,
-                frac >= 0 ? frac * 100 : 0.0, c1, total ? "/" : "", total ? c2 : "", p->unit,
-                rate, e, extra ? " " : "", extra ? extra : "");
+                frac >= 0 ? frac * 100 : 0.0, c1, total ? "/" : "", total ? c2 : "", p->unit, rate, e, extra ? " " : "",
+                extra ? extra : "");
     } else {
-        fprintf(stderr, "%s: %s%s%s %s", p->label, c1, total ? "/" : "", total ? c2 : "",
-                p->unit);
+        fprintf(stderr, "%s: %s%s%s %s", p->label, c1, total ? "/" : "", total ? c2 : "", p->unit);
         if (frac >= 0)
             fprintf(stderr, " (%.1f%%)", frac * 100);
-        fprintf(stderr, ", %.0f %s/s, elapsed %s, ETA %s%s%s\n", rate, p->unit, ebuf, e,
-                extra ? ", " : "", extra ? extra : "");
+        fprintf(stderr, ", %.0f %s/s, elapsed %s, ETA %s%s%s\n", rate, p->unit, ebuf, e, extra ? ", " : "",
+                extra ? extra : "");
     }
     p->shown = 1;
     fflush(stderr);

@@ -56,12 +56,12 @@ extern "C" {
 #define DV_VERSION_STRING "0.1.0"
 
 /* ---- limits -------------------------------------------------------- */
-#define DV_NAME_MAX      64        /* collection name: [A-Za-z0-9_-]{1,64} */
-#define DV_ID_MAX        256       /* vector id: 1..256 bytes of UTF-8, no NUL */
-#define DV_DIM_MAX       65536     /* dimension: 1..65536 */
-#define DV_METADATA_MAX  (64 * 1024) /* metadata JSON text, bytes */
-#define DV_K_MAX         10000     /* search k */
-#define DV_EF_MAX        10000     /* search ef */
+#define DV_NAME_MAX 64              /* collection name: [A-Za-z0-9_-]{1,64} */
+#define DV_ID_MAX 256               /* vector id: 1..256 bytes of UTF-8, no NUL */
+#define DV_DIM_MAX 65536            /* dimension: 1..65536 */
+#define DV_METADATA_MAX (64 * 1024) /* metadata JSON text, bytes */
+#define DV_K_MAX 10000              /* search k */
+#define DV_EF_MAX 10000             /* search ef */
 
 /* HNSW tunables: MIN / DEFAULT / MAX in one place. */
 #define DV_HNSW_M_MIN 2
@@ -124,7 +124,7 @@ typedef enum dv_vtype {
 /* Case-insensitive parse of "Cosine" / "Euclidean" / "DotProduct" /
  * "Manhattan" (also "l2", "ip", "dot", "l1"). DV_EINVAL if unknown. */
 dv_code dv_metric_parse(const char *s, dv_metric *out, dv_err *err);
-const char *dv_metric_name(dv_metric m); /* "Cosine", ... */
+const char *dv_metric_name(dv_metric m);                           /* "Cosine", ... */
 dv_code dv_vtype_parse(const char *s, dv_vtype *out, dv_err *err); /* "Float32", "float16", "Int8" */
 const char *dv_vtype_name(dv_vtype t);
 
@@ -144,14 +144,14 @@ typedef struct dv_coll dv_coll;
 
 typedef struct dv_db_options {
     dv_fsync_policy fsync;
-    uint32_t fsync_interval_ms;     /* DV_FSYNC_INTERVAL period; default 100 */
-    uint64_t checkpoint_wal_bytes;  /* background checkpoint when a WAL passes this; default 64 MiB */
-    uint32_t n_threads;             /* index build threads; 0 = number of CPUs */
-    int64_t trash_retention_s;      /* default 86400 (24 h) */
-    uint32_t backup_keep_auto;      /* automatic backups kept per collection; default 5 */
-    const char *const *import_roots;/* allowed roots for dv_import(); NULL/0 = data dir only */
+    uint32_t fsync_interval_ms;      /* DV_FSYNC_INTERVAL period; default 100 */
+    uint64_t checkpoint_wal_bytes;   /* background checkpoint when a WAL passes this; default 64 MiB */
+    uint32_t n_threads;              /* index build threads; 0 = number of CPUs */
+    int64_t trash_retention_s;       /* default 86400 (24 h) */
+    uint32_t backup_keep_auto;       /* automatic backups kept per collection; default 5 */
+    const char *const *import_roots; /* allowed roots for dv_import(); NULL/0 = data dir only */
     size_t n_import_roots;
-    int read_only;                  /* open without writing anything */
+    int read_only; /* open without writing anything */
 } dv_db_options;
 
 /* Fill *opts with the defaults above. */
@@ -172,8 +172,8 @@ dv_code dv_db_close(dv_db *db, dv_err *err);
 typedef struct dv_db_stats {
     uint32_t n_collections;
     uint32_t n_damaged;
-    uint64_t n_vectors;          /* sum over collections */
-    uint64_t disk_bytes;         /* data dir, collections only */
+    uint64_t n_vectors;  /* sum over collections */
+    uint64_t disk_bytes; /* data dir, collections only */
     uint64_t mem_bytes;
     uint64_t disk_free_bytes;    /* free space of the data dir's filesystem */
     uint64_t wal_fsyncs;         /* fsyncs of WAL files since open */
@@ -198,15 +198,15 @@ typedef struct dv_coll_config {
 } dv_coll_config;
 
 typedef struct dv_coll_info {
-    dv_coll_config config;   /* with defaults filled in */
-    uint64_t n_vectors;      /* live vectors */
-    uint64_t n_deleted;      /* tombstoned slots waiting for reuse by later upserts */
+    dv_coll_config config; /* with defaults filled in */
+    uint64_t n_vectors;    /* live vectors */
+    uint64_t n_deleted;    /* tombstoned slots waiting for reuse by later upserts */
     uint64_t disk_bytes;
     uint64_t mem_bytes;
     uint64_t wal_bytes;
-    uint64_t last_seq;       /* last WAL sequence number applied */
+    uint64_t last_seq; /* last WAL sequence number applied */
     int64_t created_at_ms;
-    int damaged;             /* 1: failed validation at open, see damage */
+    int damaged; /* 1: failed validation at open, see damage */
     char damage[256];
 } dv_coll_info;
 
@@ -236,10 +236,10 @@ dv_code dv_coll_checkpoint(dv_coll *coll, dv_err *err);
 
 /* ---- writes ------------------------------------------------------------ */
 typedef struct dv_point {
-    const char *id;        /* NUL-terminated, 1..DV_ID_MAX bytes UTF-8 */
-    const float *vector;   /* dim floats, finite */
-    const char *metadata;  /* JSON object text or NULL; kept byte-exact */
-    size_t metadata_len;   /* bytes of metadata (0 with NULL) */
+    const char *id;       /* NUL-terminated, 1..DV_ID_MAX bytes UTF-8 */
+    const float *vector;  /* dim floats, finite */
+    const char *metadata; /* JSON object text or NULL; kept byte-exact */
+    size_t metadata_len;  /* bytes of metadata (0 with NULL) */
 } dv_point;
 
 /* Insert or replace n points as one atomic batch. Every point is validated
@@ -254,9 +254,9 @@ dv_code dv_coll_delete(dv_coll *coll, const char *const *ids, size_t n, size_t *
 /* ---- reads ------------------------------------------------------------- */
 typedef struct dv_record {
     char *id;
-    float *vector;     /* dim floats as stored (normalized for Cosine) */
+    float *vector; /* dim floats as stored (normalized for Cosine) */
     uint32_t dim;
-    char *metadata;    /* NULL if none */
+    char *metadata; /* NULL if none */
     size_t metadata_len;
 } dv_record;
 
@@ -267,20 +267,20 @@ dv_code dv_coll_get(dv_coll *coll, const char *id, dv_record **out, dv_err *err)
 void dv_record_free(dv_record *rec);
 
 typedef struct dv_search_params {
-    uint32_t k;              /* 1..DV_K_MAX */
-    uint32_t ef;             /* 0 = collection default; raised to k if smaller */
-    const char *filter;      /* JSON filter text or NULL; see docs/api.md */
+    uint32_t k;         /* 1..DV_K_MAX */
+    uint32_t ef;        /* 0 = collection default; raised to k if smaller */
+    const char *filter; /* JSON filter text or NULL; see docs/api.md */
     size_t filter_len;
     int include_vectors;
-    int exact;               /* 1: brute force (ground truth) */
+    int exact; /* 1: brute force (ground truth) */
 } dv_search_params;
 
 typedef struct dv_hit {
     const char *id;
-    float distance;          /* per dv_metric; ascending in results */
-    const char *metadata;    /* NULL if none */
+    float distance;       /* per dv_metric; ascending in results */
+    const char *metadata; /* NULL if none */
     size_t metadata_len;
-    const float *vector;     /* NULL unless include_vectors */
+    const float *vector; /* NULL unless include_vectors */
 } dv_hit;
 
 typedef struct dv_result {
@@ -300,7 +300,8 @@ dv_code dv_coll_search(dv_coll *coll, const float *q, const dv_search_params *p,
  * appear before older ones); hits carry distance 0.
  * A dv_result and all its hits' ids, metadata and vectors are one
  * allocation freed by dv_result_free(); never free the fields. */
-dv_code dv_coll_scroll(dv_coll *coll, uint64_t offset, uint32_t limit, int include_vectors, dv_result **out, dv_err *err);
+dv_code dv_coll_scroll(dv_coll *coll, uint64_t offset, uint32_t limit, int include_vectors, dv_result **out,
+                       dv_err *err);
 void dv_result_free(dv_result *r);
 
 /* Free arrays returned by list functions. */
@@ -325,8 +326,8 @@ dv_code dv_trash_purge_expired(dv_db *db, size_t *n_purged, dv_err *err);
 
 typedef struct dv_backup_info {
     char name[DV_NAME_MAX + 1];
-    char backup_id[64];      /* "<UTC yyyymmddThhmmss.mmmZ>-<reason>" */
-    char reason[32];         /* manual, pre-hard-delete, pre-restore-overwrite, pre-import, ... */
+    char backup_id[64]; /* "<UTC yyyymmddThhmmss.mmmZ>-<reason>" */
+    char reason[32];    /* manual, pre-hard-delete, pre-restore-overwrite, pre-import, ... */
     int64_t created_at_ms;
     uint64_t vector_count;
     uint64_t size_bytes;
@@ -346,9 +347,9 @@ dv_code dv_backup_verify(dv_db *db, const char *name, const char *backup_id, dv_
 typedef enum dv_restore_source { DV_RESTORE_TRASH = 0, DV_RESTORE_BACKUP = 1 } dv_restore_source;
 typedef struct dv_restore_opts {
     dv_restore_source source;
-    const char *backup_id;   /* DV_RESTORE_BACKUP: required; trash: optional trash_id (default newest) */
-    const char *new_name;    /* restore under another name; NULL = same name */
-    int overwrite;           /* replace a live collection of that name (backup taken first) */
+    const char *backup_id; /* DV_RESTORE_BACKUP: required; trash: optional trash_id (default newest) */
+    const char *new_name;  /* restore under another name; NULL = same name */
+    int overwrite;         /* replace a live collection of that name (backup taken first) */
     int skip_backup;
 } dv_restore_opts;
 
@@ -363,19 +364,19 @@ dv_code dv_coll_hard_delete(dv_db *db, const char *name, int skip_backup, dv_bac
 typedef int (*dv_progress_fn)(void *ctx, const char *phase, uint64_t done, uint64_t total);
 
 typedef struct dv_import_opts {
-    const char *path;        /* directory or file; must resolve under an import root */
+    const char *path; /* directory or file; must resolve under an import root */
     const char *collection_name;
-    uint32_t dim;            /* 0 = take from manifest (own format) / file header */
+    uint32_t dim; /* 0 = take from manifest (own format) / file header */
     int has_metric;
     dv_metric metric;
     dv_vtype vtype;
-    const char *format;      /* NULL/"auto", "dvecdb", "legacy", "fvecs", "npy" */
+    const char *format; /* NULL/"auto", "dvecdb", "legacy", "fvecs", "npy" */
     int skip_backup;
     dv_progress_fn progress; /* may be NULL; return nonzero to cancel */
     void *progress_ctx;
-    int overwrite;           /* replace a live collection of that name: a pre-import
-                                backup first (unless skip_backup), the old one goes
-                                to the trash; 0: DV_EEXIST if the name is live */
+    int overwrite; /* replace a live collection of that name: a pre-import
+                      backup first (unless skip_backup), the old one goes
+                      to the trash; 0: DV_EEXIST if the name is live */
 } dv_import_opts;
 
 typedef struct dv_import_report {
@@ -383,7 +384,7 @@ typedef struct dv_import_report {
     uint64_t imported;
     uint64_t skipped;
     uint64_t bytes_scanned;
-    char backup_id[64];      /* overwrite: the pre-import backup ("" if none) */
+    char backup_id[64];                       /* overwrite: the pre-import backup ("" if none) */
     char replaced_trash_id[DV_NAME_MAX + 32]; /* overwrite: trash id of the old collection ("" if none) */
 } dv_import_report;
 
@@ -395,13 +396,13 @@ typedef struct dv_import_report {
 dv_code dv_import(dv_db *db, const dv_import_opts *opts, dv_import_report *out, dv_err *err);
 
 typedef struct dv_audit_event {
-    const char *action;      /* create, delete, restore, import, backup, hard-delete, purge, auth-failure, ... */
-    const char *collection;  /* may be NULL */
-    const char *outcome;     /* "ok" or an error code name */
-    const char *actor;       /* key id (never the key), may be NULL */
-    const char *remote;      /* remote address, may be NULL */
-    const char *route;       /* may be NULL */
-    const char *detail;      /* may be NULL */
+    const char *action;     /* create, delete, restore, import, backup, hard-delete, purge, auth-failure, ... */
+    const char *collection; /* may be NULL */
+    const char *outcome;    /* "ok" or an error code name */
+    const char *actor;      /* key id (never the key), may be NULL */
+    const char *remote;     /* remote address, may be NULL */
+    const char *route;      /* may be NULL */
+    const char *detail;     /* may be NULL */
 } dv_audit_event;
 
 /* Append one JSON line to <data>/audit.log (the engine audits its own

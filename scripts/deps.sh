@@ -5,7 +5,7 @@
 # and fails, so a missing package is never discovered half-way through a test.
 set -eu
 
-PKGS="build-essential pkg-config clang libclang-rt-14-dev
+PKGS="build-essential pkg-config clang libclang-rt-14-dev clang-format
 libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libxxhash-dev libinih-dev
 python3 python3-pytest python3-requests python3-numpy
 libhnswlib-dev python3-hnswlib python3-faiss python3-matplotlib

@@ -472,8 +472,8 @@ int fj_parse_search(const char *body, size_t len, fj_search *out)
     fj_search q;
     memset(&q, 0, sizeof q);
     int seen[7] = {0};
-    static const char *const keys[] = {"vector", "query_vector", "limit", "ef_search", "include_vectors", "exact",
-                                       "filter"};
+    static const char *const keys[] = {"vector",          "query_vector", "limit", "ef_search",
+                                       "include_vectors", "exact",        "filter"};
     if (!eat(&s, '{') || eat(&s, '}'))
         goto bail;
     for (;;) {

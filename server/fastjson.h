@@ -16,10 +16,10 @@
 #define FJ_DIM_MAX DV_DIM_MAX
 
 typedef struct fj_point {
-    char *id;          /* NULL: absent or null (generate one) */
-    size_t float_off;  /* first float in fj_points.floats */
-    size_t dim;        /* floats given */
-    char *metadata;    /* compact JSON object text, NULL if absent/null */
+    char *id;         /* NULL: absent or null (generate one) */
+    size_t float_off; /* first float in fj_points.floats */
+    size_t dim;       /* floats given */
+    char *metadata;   /* compact JSON object text, NULL if absent/null */
 } fj_point;
 
 typedef struct fj_points {
@@ -30,12 +30,12 @@ typedef struct fj_points {
 } fj_points;
 
 typedef struct fj_search {
-    fj_points vec;     /* the query: vec.floats[0..dim) */
+    fj_points vec; /* the query: vec.floats[0..dim) */
     size_t dim;
     int has_vector, has_limit, has_ef;
     uint64_t limit, ef;
     int include_vectors, exact;
-    char *filter;      /* compact JSON object text or NULL */
+    char *filter; /* compact JSON object text or NULL */
 } fj_search;
 
 /* batch: {"vectors": [point, ...]}; else one point object. */

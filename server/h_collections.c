@@ -51,10 +51,10 @@ void h_stats(srv_req *r)
                  json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:b, s:s, s:f}", "collections",
                            (json_int_t)st.n_collections, "damaged_collections", (json_int_t)st.n_damaged,
                            "total_vectors", (json_int_t)st.n_vectors, "disk_bytes", (json_int_t)st.disk_bytes,
-                           "memory_bytes", (json_int_t)st.mem_bytes, "disk_free_bytes",
-                           (json_int_t)st.disk_free_bytes, "wal_fsyncs", (json_int_t)st.wal_fsyncs,
-                           "wal_fsync_seconds", st.wal_fsync_seconds, "read_only", st.poisoned != 0, "version",
-                           DV_VERSION_STRING, "uptime_seconds", srv_mono() - g_srv.started_mono));
+                           "memory_bytes", (json_int_t)st.mem_bytes, "disk_free_bytes", (json_int_t)st.disk_free_bytes,
+                           "wal_fsyncs", (json_int_t)st.wal_fsyncs, "wal_fsync_seconds", st.wal_fsync_seconds,
+                           "read_only", st.poisoned != 0, "version", DV_VERSION_STRING, "uptime_seconds",
+                           srv_mono() - g_srv.started_mono));
 }
 
 void h_metrics(srv_req *r)
@@ -80,19 +80,19 @@ json_t *srv_coll_info_json(const dv_coll_info *ci)
     json_t *index = json_pack("{s:I, s:I, s:I, s:I}", "max_connections", (json_int_t)c->m, "ef_construction",
                               (json_int_t)c->ef_construction, "ef_search", (json_int_t)c->ef_search, "max_layer",
                               (json_int_t)c->max_layer);
-    json_t *config = json_pack("{s:s, s:I, s:s, s:s, s:O}", "name", c->name, "dimension", (json_int_t)c->dim,
-                               "distance_metric", dv_metric_name(c->metric), "vector_type", dv_vtype_name(c->vtype),
-                               "index_config", index);
+    json_t *config =
+        json_pack("{s:s, s:I, s:s, s:s, s:O}", "name", c->name, "dimension", (json_int_t)c->dim, "distance_metric",
+                  dv_metric_name(c->metric), "vector_type", dv_vtype_name(c->vtype), "index_config", index);
     json_t *stats = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "vector_count", (json_int_t)ci->n_vectors,
                               "deleted_count", (json_int_t)ci->n_deleted, "disk_bytes", (json_int_t)ci->disk_bytes,
                               "memory_bytes", (json_int_t)ci->mem_bytes, "wal_bytes", (json_int_t)ci->wal_bytes,
                               "last_seq", (json_int_t)ci->last_seq);
-    json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:o, s:I, s:o, s:o, s:s, s:I, s:b}", "name", c->name, "dimension",
-                          (json_int_t)c->dim, "distance_metric", dv_metric_name(c->metric), "vector_type",
-                          dv_vtype_name(c->vtype), "index_config", index, "vector_count", (json_int_t)ci->n_vectors,
-                          "config", config, "stats", stats, "created_at",
-                          srv_iso_time(ci->created_at_ms, created, sizeof created), "created_at_ms",
-                          (json_int_t)ci->created_at_ms, "damaged", ci->damaged != 0);
+    json_t *o =
+        json_pack("{s:s, s:I, s:s, s:s, s:o, s:I, s:o, s:o, s:s, s:I, s:b}", "name", c->name, "dimension",
+                  (json_int_t)c->dim, "distance_metric", dv_metric_name(c->metric), "vector_type",
+                  dv_vtype_name(c->vtype), "index_config", index, "vector_count", (json_int_t)ci->n_vectors, "config",
+                  config, "stats", stats, "created_at", srv_iso_time(ci->created_at_ms, created, sizeof created),
+                  "created_at_ms", (json_int_t)ci->created_at_ms, "damaged", ci->damaged != 0);
     if (o && ci->damaged)
         json_object_set_new(o, "damage", json_string(ci->damage));
     return o;
@@ -253,8 +253,8 @@ void h_coll_stats(srv_req *r)
 json_t *srv_trash_json(const dv_trash_entry *t)
 {
     char d[40], e[40];
-    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "name", t->name, "trash_id", t->trash_id,
-                     "deleted_at", srv_iso_time(t->deleted_at_ms, d, sizeof d), "expires_at",
+    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "name", t->name, "trash_id", t->trash_id, "deleted_at",
+                     srv_iso_time(t->deleted_at_ms, d, sizeof d), "expires_at",
                      srv_iso_time(t->expires_at_ms, e, sizeof e), "deleted_at_ms", (json_int_t)t->deleted_at_ms,
                      "expires_at_ms", (json_int_t)t->expires_at_ms, "vector_count", (json_int_t)t->vector_count,
                      "size_bytes", (json_int_t)t->size_bytes);

@@ -128,8 +128,8 @@ void h_trash_cleanup(srv_req *r)
 /* ---- restore / hard delete -------------------------------------------------------- */
 void h_restore(srv_req *r)
 {
-    static const char *const fields[] = {"source", "backup_id", "trash_id", "new_name", "overwrite", "skip_backup",
-                                         NULL};
+    static const char *const fields[] = {"source",    "backup_id",   "trash_id", "new_name",
+                                         "overwrite", "skip_backup", NULL};
     const char *name = r->params[0];
     if (check_name(r, name) < 0)
         return;
@@ -480,8 +480,10 @@ static json_t *job_json(const srv_job *j)
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:f, s:s}", "job_id", j->id, "kind", "import", "state",
                           states[j->state], "phase", j->phase, "done", (json_int_t)j->done, "total",
                           (json_int_t)j->total, "progress",
-                          j->state == 1 ? 1.0 : j->total ? (double)j->done / (double)j->total : 0.0, "created_at",
-                          srv_iso_time(j->created_ms, c, sizeof c));
+                          j->state == 1 ? 1.0
+                          : j->total    ? (double)j->done / (double)j->total
+                                        : 0.0,
+                          "created_at", srv_iso_time(j->created_ms, c, sizeof c));
     json_object_set_new(o, "collection", json_string(j->coll));
     json_object_set(o, "result", j->result ? j->result : json_null());
     if (j->state == 2) {
@@ -599,8 +601,9 @@ void h_job_get(srv_req *r)
 /* ---- import ------------------------------------------------------------------------------- */
 void h_import(srv_req *r)
 {
-    static const char *const fields[] = {"orphaned_path", "collection_name", "dimension", "distance_metric",
-                                         "vector_type", "format", "skip_backup", "overwrite", NULL};
+    static const char *const fields[] = {"orphaned_path",   "collection_name", "dimension",
+                                         "distance_metric", "vector_type",     "format",
+                                         "skip_backup",     "overwrite",       NULL};
     int wait = 1, skip_q = 0, over_q = 0;
     if (srv_query_bool(r, "wait", &wait) < 0 || srv_query_bool(r, "skip_backup", &skip_q) < 0 ||
         srv_query_bool(r, "overwrite", &over_q) < 0)

@@ -68,8 +68,8 @@ static void uuid4(char out[37])
 typedef struct pointset {
     dv_point *pts;
     size_t n;
-    float *floats;  /* all vectors, back to back */
-    char **owned;   /* generated ids and metadata texts, freed with the set */
+    float *floats; /* all vectors, back to back */
+    char **owned;  /* generated ids and metadata texts, freed with the set */
     size_t n_owned;
 } pointset;
 
@@ -92,8 +92,8 @@ static int check_id(srv_req *r, json_t *v, const char *where, const char **out)
     }
     size_t n = json_string_length(v);
     if (n == 0 || n > DV_ID_MAX || strlen(json_string_value(v)) != n) {
-        srv_reply_err(r, 400, "invalid_id", "%s: id must be 1..%d bytes without NUL (got %zu bytes)", where,
-                      DV_ID_MAX, n);
+        srv_reply_err(r, 400, "invalid_id", "%s: id must be 1..%d bytes without NUL (got %zu bytes)", where, DV_ID_MAX,
+                      n);
         return -1;
     }
     *out = json_string_value(v);
@@ -298,8 +298,7 @@ static void upsert_slow(srv_req *r, int batch, const char *path_id)
             goto out;
         }
         if (n > g_srv.cfg.max_batch) {
-            srv_reply_err(r, 413, "limit_exceeded", "batch: %zu vectors exceed --max-batch %u", n,
-                          g_srv.cfg.max_batch);
+            srv_reply_err(r, 413, "limit_exceeded", "batch: %zu vectors exceed --max-batch %u", n, g_srv.cfg.max_batch);
             goto out;
         }
         items = malloc(n * sizeof *items);
@@ -347,7 +346,7 @@ static int upsert_fast(srv_req *r, int batch, const char *path_id)
     int answered = 0;
     dv_coll *coll = NULL;
     dv_point *pts = NULL;
-    char (*gen)[37] = NULL;
+    char(*gen)[37] = NULL;
     if (batch && fp.n > g_srv.cfg.max_batch)
         goto out;
     for (size_t i = 0; i < fp.n; i++)
@@ -582,11 +581,11 @@ void h_vec_scroll(srv_req *r)
 
 /* A parsed search request, from either path. */
 typedef struct search_req {
-    float *q;          /* owned */
+    float *q; /* owned */
     size_t dim;
     uint64_t limit, ef;
     int include_vectors, exact;
-    char *filter;      /* owned, compact JSON or NULL */
+    char *filter; /* owned, compact JSON or NULL */
 } search_req;
 
 static void search_req_free(search_req *sr)
@@ -635,8 +634,8 @@ static int search_parse_fast(srv_req *r, search_req *sr)
 /* General path (jansson); 0 parsed, -1 answered with the precise error. */
 static int search_parse_slow(srv_req *r, search_req *sr)
 {
-    static const char *const fields[] = {"vector", "query_vector", "limit", "ef_search", "filter",
-                                         "include_vectors", "exact", NULL};
+    static const char *const fields[] = {"vector", "query_vector",    "limit", "ef_search",
+                                         "filter", "include_vectors", "exact", NULL};
     static const char *const vnames[] = {"query_vector", "vector", NULL};
     int rc = -1;
     json_t *b = srv_body_object(r, 0);

@@ -145,7 +145,8 @@ static int authenticate(srv_req *r, int required)
     if (!required || r->role != SRV_ROLE_NONE)
         return 0;
     r->actor = k ? "invalid-key" : "anonymous";
-    srv_reply_err(r, 401, "unauthorized", "auth: %s", k ? "invalid API key" : "missing API key (Authorization: Bearer <key> or api-key header)");
+    srv_reply_err(r, 401, "unauthorized", "auth: %s",
+                  k ? "invalid API key" : "missing API key (Authorization: Bearer <key> or api-key header)");
     srv_audit(r, "auth-failure", NULL, "unauthorized", k ? "invalid key" : "missing key");
     return -1;
 }
@@ -180,9 +181,10 @@ static int first_call(srv_req *r, const char *url, const char *method)
     size_t hbytes = strlen(method) + strlen(url) + 12; /* request line */
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, add_header_size, &hbytes);
     if (hbytes > g_srv.cfg.conn_memory) {
-        srv_reply_err(r, 431, "headers_too_large",
-                      "request: %zu bytes of request line and headers exceed the limit of %zu bytes (--header-limit-kb)",
-                      hbytes, g_srv.cfg.conn_memory);
+        srv_reply_err(
+            r, 431, "headers_too_large",
+            "request: %zu bytes of request line and headers exceed the limit of %zu bytes (--header-limit-kb)", hbytes,
+            g_srv.cfg.conn_memory);
         return 1;
     }
     int path_known = 0;
@@ -422,8 +424,8 @@ int srv_http_start(void)
     daemon_h = MHD_start_daemon(flags, (uint16_t)c->port, NULL, NULL, access_handler, NULL, MHD_OPTION_ARRAY, opts,
                                 MHD_OPTION_END);
     if (!daemon_h) {
-        srv_log(SRV_LOG_ERROR, "listen_failed", "host=%s port=%u reason=\"cannot start the HTTP listener (port in use?)\"",
-                c->host, c->port);
+        srv_log(SRV_LOG_ERROR, "listen_failed",
+                "host=%s port=%u reason=\"cannot start the HTTP listener (port in use?)\"", c->host, c->port);
         return -1;
     }
     return 0;

@@ -271,22 +271,14 @@ static const struct {
     dv_code code;
     int status;
 } status_table[] = {
-    {DV_OK, 200},
-    {DV_EINVAL, 400},
-    {DV_EDIM, 400},
-    {DV_ENOTFOUND, 404},
-    {DV_EEXIST, 409},
-    {DV_ECORRUPT, 409},   /* stored bytes failed validation: the resource's state forbids the operation */
-    {DV_EIO, 500},
-    {DV_ENOSPC, 507},
-    {DV_EFATAL, 503},     /* poisoned after a failed write: read-only until restart */
-    {DV_ENOMEM, 503},
-    {DV_ENOTSUP, 400},    /* a valid but unsupported value (Float16, Int8, a format) */
-    {DV_EBUSY, 409},
-    {DV_EPERM, 403},
-    {DV_EDAMAGED, 409},   /* the collection is damaged; restore it from a backup */
-    {DV_ELIMIT, 413},
-    {DV_EREADONLY, 503},
+    {DV_OK, 200},     {DV_EINVAL, 400},    {DV_EDIM, 400},     {DV_ENOTFOUND, 404},
+    {DV_EEXIST, 409}, {DV_ECORRUPT, 409}, /* stored bytes failed validation: the resource's state forbids the operation
+                                           */
+    {DV_EIO, 500},    {DV_ENOSPC, 507},    {DV_EFATAL, 503}, /* poisoned after a failed write: read-only until restart
+                                                              */
+    {DV_ENOMEM, 503}, {DV_ENOTSUP, 400}, /* a valid but unsupported value (Float16, Int8, a format) */
+    {DV_EBUSY, 409},  {DV_EPERM, 403},     {DV_EDAMAGED, 409}, /* the collection is damaged; restore it from a backup */
+    {DV_ELIMIT, 413}, {DV_EREADONLY, 503},
 };
 
 int srv_status_of(dv_code c)

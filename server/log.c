@@ -2,10 +2,9 @@
  * log.c - structured log lines on stderr.
  *
  * Owns the log format: one line per event, logfmt style
- *   ts=2026-11-25T20:00:00.123Z level=info event=request method=GET route=/collections/:name status=200 duration_ms=0.412
- * Invariants: a line is written with one write(2) so lines from different
- * threads never interleave; API keys are never passed here (callers log key
- * ids such as "admin", never key text).
+ *   ts=2026-11-25T20:00:00.123Z level=info event=request method=GET route=/collections/:name status=200
+ * duration_ms=0.412 Invariants: a line is written with one write(2) so lines from different threads never interleave;
+ * API keys are never passed here (callers log key ids such as "admin", never key text).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -91,7 +90,10 @@ void srv_log(int level, const char *event, const char *fmt, ...)
         return;
     char line[2048], ts[40];
     int n = snprintf(line, sizeof line, "ts=%s level=%s event=%s", srv_iso_time(srv_now_ms(), ts, sizeof ts),
-                     level_names[level < 0 ? 0 : level > 3 ? 3 : level], event);
+                     level_names[level < 0   ? 0
+                                 : level > 3 ? 3
+                                             : level],
+                     event);
     if (n < 0)
         return;
     if (fmt && *fmt && (size_t)n < sizeof line - 2) {

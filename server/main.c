@@ -47,11 +47,11 @@ int srv_stopping(void)
 enum opt_kind { K_STR, K_UINT, K_BOOL, K_MB, K_DURATION, K_FSYNC, K_LEVEL, K_ROOT };
 
 typedef struct opt_def {
-    const char *flag;  /* long flag without "--" */
+    const char *flag; /* long flag without "--" */
     char short_flag;
-    const char *keys;  /* config file "section.key" names, space-separated */
+    const char *keys; /* config file "section.key" names, space-separated */
     enum opt_kind kind;
-    const char *def;   /* default, as text (applied first) */
+    const char *def; /* default, as text (applied first) */
     const char *help;
 } opt_def;
 
@@ -299,12 +299,13 @@ static int ini_cb(void *user, const char *section, const char *key, const char *
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: vectordb-server [options]\n\n"
-               "d-vecDB REST server %s.\n\n"
-               "Precedence: flags > environment (DVECDB_*) > config file > defaults.\n"
-               "Each --flag-name has the environment variable DVECDB_FLAG_NAME (DVECDB_IMPORT_ROOT takes a\n"
-               "':'-separated list); the config file keys are given as [section] key.\n\n",
-               DV_VERSION_STRING);
+    fprintf(f,
+            "usage: vectordb-server [options]\n\n"
+            "d-vecDB REST server %s.\n\n"
+            "Precedence: flags > environment (DVECDB_*) > config file > defaults.\n"
+            "Each --flag-name has the environment variable DVECDB_FLAG_NAME (DVECDB_IMPORT_ROOT takes a\n"
+            "':'-separated list); the config file keys are given as [section] key.\n\n",
+            DV_VERSION_STRING);
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const opt_def *o = &options[i];
         char flag[64], env[64];
@@ -479,9 +480,8 @@ static void *open_main(void *arg)
     if (rc != DV_OK) {
         snprintf(g_srv.open_error, sizeof g_srv.open_error, "%s", err.msg[0] ? err.msg : dv_strerror(rc));
         __atomic_store_n(&g_srv.open_failed, 1, __ATOMIC_RELEASE);
-        srv_log(SRV_LOG_ERROR, "db_open_failed", "data_dir=%s code=%s msg=%s",
-                srv_log_quote(c->data_dir, q, sizeof q), dv_code_name(rc),
-                srv_log_quote(g_srv.open_error, q + 300, 300));
+        srv_log(SRV_LOG_ERROR, "db_open_failed", "data_dir=%s code=%s msg=%s", srv_log_quote(c->data_dir, q, sizeof q),
+                dv_code_name(rc), srv_log_quote(g_srv.open_error, q + 300, 300));
         return NULL;
     }
     g_srv.db = db;
@@ -565,7 +565,9 @@ int main(int argc, char **argv)
             "version=%s host=%s port=%u data_dir=%s threads=%u fsync=%s auth=%s read_only_key=%s "
             "max_body_bytes=%llu trash_retention_s=%lld import_roots=%zu",
             DV_VERSION_STRING, c->host, c->port, srv_log_quote(c->data_dir, q, sizeof q), c->threads,
-            c->fsync == DV_FSYNC_ALWAYS ? "always" : c->fsync == DV_FSYNC_INTERVAL ? "interval" : "never",
+            c->fsync == DV_FSYNC_ALWAYS     ? "always"
+            : c->fsync == DV_FSYNC_INTERVAL ? "interval"
+                                            : "never",
             c->api_key[0] ? "on" : "off", c->ro_key[0] ? "on" : "off", (unsigned long long)c->max_body,
             (long long)c->trash_retention_s, c->n_import_roots);
     if (srv_jobs_init() < 0 || srv_http_start() < 0)

@@ -154,8 +154,8 @@ out:
     return rc;
 }
 
-int srv_route_match(const char *method, const char *path, char **params, size_t *n_params, int *path_known,
-                    char *allow, size_t allow_cap)
+int srv_route_match(const char *method, const char *path, char **params, size_t *n_params, int *path_known, char *allow,
+                    size_t allow_cap)
 {
     *path_known = 0;
     if (allow_cap)
@@ -214,8 +214,8 @@ static void openapi_path(const char *pat, char *out, size_t cap, json_t *params)
             char name[64];
             snprintf(name, sizeof name, "%.*s", (int)n, p + 1);
             o += (size_t)snprintf(out + o, cap - o, "{%s}", name);
-            json_array_append_new(params, json_pack("{s:s, s:s, s:b, s:{s:s}}", "name", name, "in", "path",
-                                                    "required", 1, "schema", "type", "string"));
+            json_array_append_new(params, json_pack("{s:s, s:s, s:b, s:{s:s}}", "name", name, "in", "path", "required",
+                                                    1, "schema", "type", "string"));
             p += n + 1;
         } else {
             out[o++] = *p++;
@@ -241,20 +241,20 @@ json_t *srv_openapi(void)
             item = json_object();
             json_object_set_new(paths, path, item);
         }
-        json_t *op = json_pack("{s:s, s:o, s:s, s:b, s:{s:{s:s}, s:{s:s}, s:{s:s}}}", "summary", rt->summary,
-                               "parameters", params, "x-dvecdb-access", access_name(rt->access), "x-dvecdb-needs-db",
-                               rt->needs_db, "responses", "200", "description", "success envelope", "4XX",
-                               "description", "error envelope with a stable code", "5XX", "description",
-                               "error envelope with a stable code");
+        json_t *op =
+            json_pack("{s:s, s:o, s:s, s:b, s:{s:{s:s}, s:{s:s}, s:{s:s}}}", "summary", rt->summary, "parameters",
+                      params, "x-dvecdb-access", access_name(rt->access), "x-dvecdb-needs-db", rt->needs_db,
+                      "responses", "200", "description", "success envelope", "4XX", "description",
+                      "error envelope with a stable code", "5XX", "description", "error envelope with a stable code");
         if (rt->access != SRV_PUBLIC)
             json_object_set_new(op, "security", json_pack("[{s:[]}, {s:[]}]", "bearer", "apiKeyHeader"));
         else
             json_object_set_new(op, "security", json_array());
         if (rt->has_body)
             json_object_set_new(op, "requestBody",
-                                json_pack("{s:b, s:{s:{s:{s:s}}}}", "required", strcmp(rt->method, "POST") == 0 &&
-                                                                                  rt->handler != h_restore,
-                                          "content", "application/json", "schema", "type", "object"));
+                                json_pack("{s:b, s:{s:{s:{s:s}}}}", "required",
+                                          strcmp(rt->method, "POST") == 0 && rt->handler != h_restore, "content",
+                                          "application/json", "schema", "type", "object"));
         json_object_set_new(item, lower, op);
     }
     return json_pack("{s:s, s:{s:s, s:s}, s:o, s:{s:{s:{s:s, s:s}, s:{s:s, s:s, s:s}}}}", "openapi", "3.0.3", "info",

@@ -28,16 +28,16 @@ typedef struct srv_config {
     char data_dir[4096];
     char host[256];
     unsigned port;
-    int log_level;          /* SRV_LOG_* */
-    char api_key[256];      /* empty = no auth (loopback only) */
-    char ro_key[256];       /* read-only key, optional */
-    unsigned threads;       /* 0: a thread per connection; N: a pool of N epoll threads */
+    int log_level;     /* SRV_LOG_* */
+    char api_key[256]; /* empty = no auth (loopback only) */
+    char ro_key[256];  /* read-only key, optional */
+    unsigned threads;  /* 0: a thread per connection; N: a pool of N epoll threads */
     dv_fsync_policy fsync;
     uint32_t fsync_interval_ms;
-    uint64_t max_body;      /* bytes */
-    unsigned max_batch;     /* vectors per batch request */
-    unsigned max_limit;     /* search/scroll limit */
-    unsigned max_ef;        /* search ef */
+    uint64_t max_body;  /* bytes */
+    unsigned max_batch; /* vectors per batch request */
+    unsigned max_limit; /* search/scroll limit */
+    unsigned max_ef;    /* search ef */
     char import_roots[SRV_MAX_IMPORT_ROOTS][4096];
     size_t n_import_roots;
     int64_t trash_retention_s;
@@ -46,18 +46,18 @@ typedef struct srv_config {
     unsigned conn_timeout_s;
     unsigned shutdown_timeout_s; /* graceful stop deadline */
     unsigned max_connections;
-    size_t conn_memory;     /* --header-limit-kb in bytes (the connection buffer is twice that) */
+    size_t conn_memory; /* --header-limit-kb in bytes (the connection buffer is twice that) */
     uint32_t m, ef_construction, ef_search, max_layer; /* [index] defaults for new collections */
 } srv_config;
 
 /* ---- global state ---------------------------------------------------- */
 typedef struct srv_state {
     srv_config cfg;
-    dv_db *db;               /* NULL until the open thread has finished */
-    int ready;               /* atomic: db open and recovered */
-    int open_failed;         /* atomic */
+    dv_db *db;       /* NULL until the open thread has finished */
+    int ready;       /* atomic: db open and recovered */
+    int open_failed; /* atomic */
     char open_error[512];
-    int stopping;            /* atomic: shutdown started */
+    int stopping; /* atomic: shutdown started */
     double started_mono;
     int64_t started_ms;
 } srv_state;
@@ -71,7 +71,7 @@ int srv_stopping(void);
 /* ---- logging (log.c) --------------------------------------------------- */
 enum { SRV_LOG_ERROR = 0, SRV_LOG_WARN = 1, SRV_LOG_INFO = 2, SRV_LOG_DEBUG = 3 };
 int64_t srv_now_ms(void); /* wall clock, ms since the epoch */
-double srv_mono(void);     /* monotonic seconds */
+double srv_mono(void);    /* monotonic seconds */
 int srv_log_level_parse(const char *s, int *out);
 /* One line: ts=... level=... event=<event> <kv>; kv is preformatted
  * "key=value" pairs (use srv_log_quote for free text). */
@@ -96,35 +96,35 @@ typedef void (*srv_handler)(struct srv_req *r);
 
 typedef struct srv_route {
     const char *method;
-    const char *pattern;   /* "/collections/:name/vectors/:id" */
+    const char *pattern; /* "/collections/:name/vectors/:id" */
     srv_handler handler;
-    int access;            /* enum srv_access */
-    int needs_db;          /* 503 not_ready until the database is open */
-    int has_body;          /* expects a JSON body (documented in openapi) */
+    int access;   /* enum srv_access */
+    int needs_db; /* 503 not_ready until the database is open */
+    int has_body; /* expects a JSON body (documented in openapi) */
     const char *summary;
 } srv_route;
 
 typedef struct srv_req {
-    void *conn;                     /* struct MHD_Connection * */
-    const srv_route *route;         /* NULL: no route matched */
-    int route_idx;                  /* index in the route table, -1 if none */
-    char *params[SRV_MAX_PARAMS];   /* decoded path parameters, in pattern order */
+    void *conn;                   /* struct MHD_Connection * */
+    const srv_route *route;       /* NULL: no route matched */
+    int route_idx;                /* index in the route table, -1 if none */
+    char *params[SRV_MAX_PARAMS]; /* decoded path parameters, in pattern order */
     size_t n_params;
     char *body;
     size_t body_len, body_cap;
-    size_t body_expect;             /* Content-Length, 0 if none */
-    int role;                       /* enum srv_role */
-    const char *actor;              /* "admin", "read-only", "anonymous" (never a key) */
+    size_t body_expect; /* Content-Length, 0 if none */
+    int role;           /* enum srv_role */
+    const char *actor;  /* "admin", "read-only", "anonymous" (never a key) */
     char remote[64];
     char method[8];
     double t0;
     int body_overflow;
     /* the answer */
     int status;
-    char *resp;                     /* malloc'd body */
+    char *resp; /* malloc'd body */
     size_t resp_len;
-    const char *resp_type;          /* content type; NULL = application/json */
-    char allow[64];                 /* Allow header for 405 */
+    const char *resp_type; /* content type; NULL = application/json */
+    char allow[64];        /* Allow header for 405 */
     int answered;
 } srv_req;
 
@@ -135,8 +135,8 @@ extern const size_t srv_n_routes;
  * params (malloc'd, percent-decoded) or -1; *path_known is set when the path
  * matches some route with another method (-> 405, allow lists them).
  * -2: a path segment is invalid (bad escape, NUL). Pure: no MHD, no engine. */
-int srv_route_match(const char *method, const char *path, char **params, size_t *n_params, int *path_known,
-                    char *allow, size_t allow_cap);
+int srv_route_match(const char *method, const char *path, char **params, size_t *n_params, int *path_known, char *allow,
+                    size_t allow_cap);
 /* The OpenAPI 3 document of the route table. */
 json_t *srv_openapi(void);
 
@@ -194,8 +194,8 @@ void sb_printf(srv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2
 void sb_json_str(srv_buf *b, const char *s, size_t n); /* quoted, escaped, invalid UTF-8 -> U+FFFD */
 /* Length of the valid UTF-8 sequence at s (1..4), 0 if invalid. */
 size_t srv_utf8_len(const unsigned char *s, size_t n);
-void sb_float(srv_buf *b, float f);                     /* shortest text that reads back bit-exact */
-void sb_floats(srv_buf *b, const float *v, size_t n);   /* [a,b,...] */
+void sb_float(srv_buf *b, float f);                   /* shortest text that reads back bit-exact */
+void sb_floats(srv_buf *b, const float *v, size_t n); /* [a,b,...] */
 void sb_free(srv_buf *b);
 
 /* ISO-8601 UTC text of a Unix time in ms, "2026-01-02T03:04:05.678Z". */

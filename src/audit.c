@@ -108,8 +108,8 @@ static dv_code audit_render(const dv_audit_event *ev, char **line_out, size_t *l
     if (!o)
         return dv_errorf(err, DV_ENOMEM, "audit: out of memory");
     const char *keys[] = {"action", "collection", "outcome", "actor", "remote", "route", "detail"};
-    const char *vals[] = {ev->action, ev->collection, ev->outcome ? ev->outcome : "ok",
-                          ev->actor, ev->remote, ev->route, ev->detail};
+    const char *vals[] = {ev->action, ev->collection, ev->outcome ? ev->outcome : "ok", ev->actor, ev->remote,
+                          ev->route,  ev->detail};
     int bad = json_object_set_new(o, "time", json_string(ts)) != 0;
     for (size_t i = 0; i < sizeof keys / sizeof keys[0] && !bad; i++) {
         json_t *v = audit_string(vals[i]);
@@ -248,8 +248,8 @@ void audit_log(dv_db *db, const char *action, const char *collection, dv_code ou
 /* Collect the last `limit` newline-terminated lines of buf[0..n) into
  * lines[] (oldest first). When buf does not start at file offset 0 its first
  * line may be partial and is never taken. */
-static dv_code split_tail(const char *buf, size_t n, int at_file_start, size_t limit, char ***lines_out,
-                          size_t *n_out, dv_err *err)
+static dv_code split_tail(const char *buf, size_t n, int at_file_start, size_t limit, char ***lines_out, size_t *n_out,
+                          dv_err *err)
 {
     /* Ignore an unterminated last line (torn by a crash). */
     size_t end = n;

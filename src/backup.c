@@ -100,9 +100,9 @@ static uint64_t manifest_self_hash(const bmanifest *m)
         return 0;
     char line[DV_NAME_MAX + 160];
     XXH3_64bits_reset(st);
-    int n = snprintf(line, sizeof line, "dvecdb-backup 1\n%s\n%s\n%lld\n%llu\n%llu\n", m->name, m->reason,
-                     (long long)m->created_at_ms, (unsigned long long)m->vector_count,
-                     (unsigned long long)m->size_bytes);
+    int n =
+        snprintf(line, sizeof line, "dvecdb-backup 1\n%s\n%s\n%lld\n%llu\n%llu\n", m->name, m->reason,
+                 (long long)m->created_at_ms, (unsigned long long)m->vector_count, (unsigned long long)m->size_bytes);
     XXH3_64bits_update(st, line, (size_t)n);
     for (size_t i = 0; i < m->n_files; i++) {
         n = snprintf(line, sizeof line, "\t%llu\t%016llx\n", (unsigned long long)m->files[i].size,
@@ -178,7 +178,7 @@ static int skip_name(const char *name)
 
 typedef struct clone_ctx {
     const char *data_dir;
-    int copy_all;      /* 1: copy every file (no links) */
+    int copy_all; /* 1: copy every file (no links) */
     uint64_t n_linked, n_copied, bytes_copied;
 } clone_ctx;
 
@@ -193,8 +193,7 @@ static dv_code link_or_copy(clone_ctx *cx, const char *src, const char *dst, dv_
             return DV_OK;
         }
         if (errno != EXDEV && errno != EMLINK && errno != EPERM && errno != ENOTSUP)
-            return dv_errorf(err, dv_code_from_errno(errno), "backup: link %s -> %s: %s", src, dst,
-                             strerror(errno));
+            return dv_errorf(err, dv_code_from_errno(errno), "backup: link %s -> %s: %s", src, dst, strerror(errno));
     }
     uint64_t need = io_tree_size(src), avail = io_disk_free(cx->data_dir);
     if (avail < need + BACKUP_SPACE_MARGIN)
@@ -272,8 +271,8 @@ typedef dv_code (*tree_visit)(void *ctx, const char *rel, const char *full, cons
 static dv_code walk_tree(const char *root, const char *rel, tree_visit visit, void *ctx, dv_err *err)
 {
     char dir[REC_PATH_MAX];
-    dv_code rc = rel[0] ? rec_path(dir, sizeof dir, err, "%s/%s", root, rel)
-                        : rec_path(dir, sizeof dir, err, "%s", root);
+    dv_code rc =
+        rel[0] ? rec_path(dir, sizeof dir, err, "%s/%s", root, rel) : rec_path(dir, sizeof dir, err, "%s", root);
     if (rc != DV_OK)
         return rc;
     char **names = NULL;
@@ -284,8 +283,7 @@ static dv_code walk_tree(const char *root, const char *rel, tree_visit visit, vo
         char r[REC_PATH_MAX], full[REC_PATH_MAX];
         if (!rel[0] && strcmp(names[i], REC_BACKUP_MANIFEST) == 0)
             continue;
-        rc = rel[0] ? rec_path(r, sizeof r, err, "%s/%s", rel, names[i])
-                    : rec_path(r, sizeof r, err, "%s", names[i]);
+        rc = rel[0] ? rec_path(r, sizeof r, err, "%s/%s", rel, names[i]) : rec_path(r, sizeof r, err, "%s", names[i]);
         if (rc == DV_OK)
             rc = rec_path(full, sizeof full, err, "%s/%s", root, r);
         if (rc != DV_OK)
@@ -339,8 +337,8 @@ static dv_code manifest_write(const char *dir, const bmanifest *m, dv_err *err)
         goto nomem;
     for (size_t i = 0; i < m->n_files; i++) {
         snprintf(hex, sizeof hex, "%016llx", (unsigned long long)m->files[i].xxh3);
-        json_t *f = json_pack("{s:s, s:I, s:s}", "path", m->files[i].path, "size", (json_int_t)m->files[i].size,
-                              "xxh3", hex);
+        json_t *f =
+            json_pack("{s:s, s:I, s:s}", "path", m->files[i].path, "size", (json_int_t)m->files[i].size, "xxh3", hex);
         if (!f || json_array_append_new(files, f) != 0)
             goto nomem;
     }
@@ -603,8 +601,8 @@ static dv_code list_one(const char *data, const char *name, dv_backup_info **v, 
         return rc;
     for (size_t i = 0; i < n_ids && rc == DV_OK; i++) {
         char bdir[REC_PATH_MAX];
-        if (backup_id_check(ids[i], NULL) != DV_OK || rec_path(bdir, sizeof bdir, NULL, "%s/%s", dir, ids[i]) != DV_OK ||
-            !rec_is_dir(bdir))
+        if (backup_id_check(ids[i], NULL) != DV_OK ||
+            rec_path(bdir, sizeof bdir, NULL, "%s/%s", dir, ids[i]) != DV_OK || !rec_is_dir(bdir))
             continue;
         if (*n == *cap) {
             size_t nc = *cap ? *cap * 2 : 16;
@@ -707,8 +705,8 @@ dv_code dv_backup_delete(dv_db *db, const char *name, const char *backup_id, dv_
     /* Renamed into staging first: a crash never leaves half a backup listed. */
     rc = rec_discard(db_dir(db), dir, err);
     char detail[sizeof(dv_err) + 192];
-    snprintf(detail, sizeof detail, "backup_id=%s%s%s", backup_id, rc == DV_OK ? "" : " error=",
-             rc == DV_OK ? "" : (err ? err->msg : dv_strerror(rc)));
+    snprintf(detail, sizeof detail, "backup_id=%s%s%s", backup_id,
+             rc == DV_OK ? "" : " error=", rc == DV_OK ? "" : (err ? err->msg : dv_strerror(rc)));
     audit_log(db, "backup-delete", name, rc, detail);
     return rc;
 }
@@ -790,8 +788,8 @@ dv_code dv_backup_verify(dv_db *db, const char *name, const char *backup_id, dv_
     dv_backup_info info;
     rc = verify_dir(db, dir, backup_id, &info, err);
     char detail[sizeof(dv_err) + 192];
-    snprintf(detail, sizeof detail, "backup_id=%s%s%s", backup_id, rc == DV_OK ? "" : " error=",
-             rc == DV_OK ? "" : (err ? err->msg : dv_strerror(rc)));
+    snprintf(detail, sizeof detail, "backup_id=%s%s%s", backup_id,
+             rc == DV_OK ? "" : " error=", rc == DV_OK ? "" : (err ? err->msg : dv_strerror(rc)));
     audit_log(db, "backup-verify", name, rc, detail);
     if (rc == DV_OK && out)
         *out = info;

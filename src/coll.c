@@ -416,8 +416,8 @@ static dv_code batch_prepare(dv_coll *c, const dv_point *pts, size_t n, batch *b
         if (!pts[i].metadata && pts[i].metadata_len)
             return dv_errorf(err, DV_EINVAL, "coll: point %zu: metadata length without metadata", i);
         if (pts[i].metadata_len > DV_METADATA_MAX)
-            return dv_errorf(err, DV_ELIMIT, "coll: point %zu: metadata is %zu bytes, limit %d", i,
-                             pts[i].metadata_len, DV_METADATA_MAX);
+            return dv_errorf(err, DV_ELIMIT, "coll: point %zu: metadata is %zu bytes, limit %d", i, pts[i].metadata_len,
+                             DV_METADATA_MAX);
     }
     uint8_t *keep = malloc(n + 1);
     if (!keep)
@@ -949,8 +949,8 @@ static size_t topk_drain(topk *t, uint32_t *slots, float *dists)
 
 /* Exact k-NN over `cand` (or every live slot when cand is NULL), keeping
  * those the filter accepts. rw held shared. */
-static size_t exact_search(dv_coll *c, const float *q, size_t k, const filter *f, const uint32_t *cand,
-                           size_t n_cand, uint32_t *slots, float *dists)
+static size_t exact_search(dv_coll *c, const float *q, size_t k, const filter *f, const uint32_t *cand, size_t n_cand,
+                           uint32_t *slots, float *dists)
 {
     dist_fn fn = dist_for_metric(c->cfg.metric);
     float *hd = malloc(k * sizeof *hd);
@@ -1082,8 +1082,7 @@ out:
     return rc;
 }
 
-dv_code dv_coll_scroll(dv_coll *c, uint64_t offset, uint32_t limit, int include_vectors, dv_result **out,
-                       dv_err *err)
+dv_code dv_coll_scroll(dv_coll *c, uint64_t offset, uint32_t limit, int include_vectors, dv_result **out, dv_err *err)
 {
     if (limit > DV_K_MAX)
         return dv_errorf(err, DV_EINVAL, "coll: scroll: limit %u above %d", limit, DV_K_MAX);
@@ -1180,12 +1179,12 @@ typedef struct ckpt_job {
     dv_coll *c;
     uint64_t gen, wal_seq, n_live;
     uint32_t n_slots;
-    uint8_t *live;      /* state of each slot of the view at the start */
-    uint8_t *graph;     /* the graph encoded at the start */
+    uint8_t *live;  /* state of each slot of the view at the start */
+    uint8_t *graph; /* the graph encoded at the start */
     size_t graph_len;
     int was_dirty;
-    float *vbuf;        /* one vector, copied under the read lock */
-    snap_manifest m;    /* written by ckpt_write */
+    float *vbuf;     /* one vector, copied under the read lock */
+    snap_manifest m; /* written by ckpt_write */
 } ckpt_job;
 
 static void ckpt_job_free(ckpt_job *j)
@@ -1292,8 +1291,12 @@ static dv_code ckpt_write(dv_coll *c, ckpt_job *j, dv_err *err)
     m->created_at_ms = c->created_at_ms;
     m->wal_seq = j->wal_seq;
     m->n_live = j->n_live;
-    snap_source src = {.n_slots = j->n_slots, .ctx = j, .vector = src_vector, .record = src_record,
-                       .index = j->graph, .index_len = j->graph_len};
+    snap_source src = {.n_slots = j->n_slots,
+                       .ctx = j,
+                       .vector = src_vector,
+                       .record = src_record,
+                       .index = j->graph,
+                       .index_len = j->graph_len};
     dv_code rc = snap_write_gen(c->dir, &c->cfg, j->gen, &src, m, err);
     if (!rc)
         rc = snap_manifest_write(c->dir, m, err);
@@ -1567,8 +1570,7 @@ dv_code coll_create_at(const char *dir, const dv_coll_config *cfg_in, const dv_d
     /* mkdir fails if dir exists: never reuse another collection's files. */
     if (io_mkdir(dir, 0755) != 0) {
         int e = errno;
-        return dv_errorf(err, e == EEXIST ? DV_EEXIST : dv_code_from_errno(e), "coll: create %s: %s", dir,
-                         strerror(e));
+        return dv_errorf(err, e == EEXIST ? DV_EEXIST : dv_code_from_errno(e), "coll: create %s: %s", dir, strerror(e));
     }
     char sub[4200];
     snprintf(sub, sizeof sub, "%s/wal", dir);
@@ -1619,7 +1621,7 @@ typedef struct load_ctx {
     uint64_t id_n_live;      /* live records in the ids file */
     dv_code ids_rc;
     dv_err ids_err;
-    uint8_t *g;              /* index file body (hnsw_encode_graph bytes) */
+    uint8_t *g; /* index file body (hnsw_encode_graph bytes) */
     size_t glen;
     dv_code g_rc;
     dv_err g_err;
@@ -1755,8 +1757,9 @@ static dv_code load_snapshot(load_ctx *lc, dv_err *err)
     if (!rc)
         rc = ids_merge(lc, err);
     if (!rc && (c->n_slots != m->n_slots || c->n_live != m->n_live))
-        rc = dv_errorf(err, DV_ECORRUPT, "coll: %s: snapshot holds %" PRIu64 " live of %u records, manifest says %" PRIu64
-                       " of %" PRIu64, lc->dir, c->n_live, c->n_slots, m->n_live, m->n_slots);
+        rc = dv_errorf(err, DV_ECORRUPT,
+                       "coll: %s: snapshot holds %" PRIu64 " live of %u records, manifest says %" PRIu64 " of %" PRIu64,
+                       lc->dir, c->n_live, c->n_slots, m->n_live, m->n_slots);
     if (rc) {
         /* The ids loader may have filled slots the vectors never reached:
          * let coll_free see them all (slots_reserve zeroed the rest). */
@@ -2053,8 +2056,8 @@ dv_code coll_open_at(const char *dir, const dv_db_options *opts, int read_only, 
     struct stat st;
     if (!c->read_only || stat(wdir, &st) == 0) {
         int64_t torn = -1;
-        rc = wal_open(wdir, c->fsync, c->fsync_interval_ms, m.wal_seq, c->read_only, replay_apply, c, &torn, &c->w,
-                      err);
+        rc =
+            wal_open(wdir, c->fsync, c->fsync_interval_ms, m.wal_seq, c->read_only, replay_apply, c, &torn, &c->w, err);
         if (rc)
             goto fail;
         if (torn >= 0) {

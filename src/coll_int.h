@@ -49,18 +49,18 @@
 #define SLOT_DELETED 2u /* tombstoned (vector kept for navigation) */
 
 typedef struct coll_slot {
-    char *id;        /* NUL-terminated; NULL once tombstoned */
-    char *meta;      /* metadata text, NULL if none */
+    char *id;   /* NUL-terminated; NULL once tombstoned */
+    char *meta; /* metadata text, NULL if none */
     uint32_t meta_len;
     uint8_t state;
-    uint8_t linked;  /* linked into the hnsw graph */
-    payload *pl;     /* parsed metadata, NULL if none */
+    uint8_t linked; /* linked into the hnsw graph */
+    payload *pl;    /* parsed metadata, NULL if none */
 } coll_slot;
 
 struct dv_coll {
     char *dir;
     char *name;
-    dv_coll_config cfg;     /* defaults filled in */
+    dv_coll_config cfg; /* defaults filled in */
     dv_fsync_policy fsync;
     uint32_t fsync_interval_ms;
     unsigned n_threads;
@@ -76,29 +76,29 @@ struct dv_coll {
 
     coll_slot *slots;
     uint32_t n_slots, slot_cap;
-    uint32_t *free_slots;   /* tombstoned slots ready for reuse; slot_cap long */
+    uint32_t *free_slots; /* tombstoned slots ready for reuse; slot_cap long */
     uint32_t n_free;
-    uint32_t *map;          /* slot + 1; 0 empty; MAP_TOMB removed */
+    uint32_t *map; /* slot + 1; 0 empty; MAP_TOMB removed */
     uint32_t map_cap, map_used;
     uint64_t n_live, n_deleted;
 
-    uint64_t last_seq;      /* last WAL seq applied in memory */
-    uint64_t ckpt_seq;      /* WAL seq covered by the manifest */
-    uint64_t gen;           /* snapshot generation named by the manifest */
-    int dirty;              /* changes not in a snapshot (bulk loads, compaction) */
+    uint64_t last_seq; /* last WAL seq applied in memory */
+    uint64_t ckpt_seq; /* WAL seq covered by the manifest */
+    uint64_t gen;      /* snapshot generation named by the manifest */
+    int dirty;         /* changes not in a snapshot (bulk loads, compaction) */
     uint64_t payload_mem;
 
     /* a checkpoint writing its files without wmu (see Locks above) */
     int ckpt_running;
-    pthread_cond_t ckpt_cv;  /* signalled (wmu) when it ends */
-    uint32_t ckpt_n;         /* slots in its view */
-    uint32_t *ckpt_defer;    /* slots tombstoned meanwhile: id/meta freed at the end */
+    pthread_cond_t ckpt_cv; /* signalled (wmu) when it ends */
+    uint32_t ckpt_n;        /* slots in its view */
+    uint32_t *ckpt_defer;   /* slots tombstoned meanwhile: id/meta freed at the end */
     uint32_t n_ckpt_defer;
 
-    atomic_int poisoned;    /* a WAL/snapshot write failed: writes -> DV_EFATAL */
+    atomic_int poisoned; /* a WAL/snapshot write failed: writes -> DV_EFATAL */
     dv_code poison_code;
     char poison_msg[256];
-    atomic_int detached;    /* removed from the catalog: writes -> DV_ENOTFOUND */
+    atomic_int detached; /* removed from the catalog: writes -> DV_ENOTFOUND */
 
     /* what recovery did at open (torn tail, index rebuilt), for the audit log */
     char recovery_note[512];

@@ -42,8 +42,8 @@
 
 typedef struct db_entry {
     char name[DV_NAME_MAX + 1];
-    dv_coll *c;              /* NULL: damaged */
-    dv_coll_config cfg;      /* damaged: what the manifest said, if readable */
+    dv_coll *c;         /* NULL: damaged */
+    dv_coll_config cfg; /* damaged: what the manifest said, if readable */
     int64_t created_at_ms;
     char damage[256];
 } db_entry;
@@ -477,8 +477,8 @@ dv_code dv_coll_create(dv_db *db, const dv_coll_config *cfg_in, dv_err *err)
         goto cleanup;
     if (io_renameat_noreplace(tmp, dst) != 0) {
         int e = errno;
-        rc = dv_errorf(err, e == EEXIST || e == ENOTEMPTY ? DV_EEXIST : dv_code_from_errno(e),
-                       "db: create %s: %s", cfg.name, e == EEXIST ? "a directory of that name exists" : strerror(e));
+        rc = dv_errorf(err, e == EEXIST || e == ENOTEMPTY ? DV_EEXIST : dv_code_from_errno(e), "db: create %s: %s",
+                       cfg.name, e == EEXIST ? "a directory of that name exists" : strerror(e));
         goto cleanup;
     }
     /* Both directory entries changed: fsync both, or a crash could bring

@@ -27,7 +27,8 @@ dv_code db_attach_locked(dv_db *db, const char *name, dv_err *err);
 
 /* Collections outside the catalog (staging for import, backup verify). */
 /* Create an empty collection in directory dir (must not exist). */
-dv_code coll_create_at(const char *dir, const dv_coll_config *cfg, const dv_db_options *opts, dv_coll **out, dv_err *err);
+dv_code coll_create_at(const char *dir, const dv_coll_config *cfg, const dv_db_options *opts, dv_coll **out,
+                       dv_err *err);
 /* Open and recover the collection in dir; read_only: never write to dir
  * (verifies checksums, replays the WAL in memory). */
 dv_code coll_open_at(const char *dir, const dv_db_options *opts, int read_only, dv_coll **out, dv_err *err);

@@ -92,10 +92,13 @@ dist_fn dist_for_metric(dv_metric m)
 {
     const dist_kernels *k = dist_best();
     switch (m) {
-    case DV_METRIC_EUCLIDEAN: return k->l2sq;
+    case DV_METRIC_EUCLIDEAN:
+        return k->l2sq;
     case DV_METRIC_COSINE:
-    case DV_METRIC_DOT: return k->nip;
-    case DV_METRIC_MANHATTAN: return k->l1;
+    case DV_METRIC_DOT:
+        return k->nip;
+    case DV_METRIC_MANHATTAN:
+        return k->l1;
     }
     return NULL;
 }
@@ -107,9 +110,11 @@ float dist_report(dv_metric m, float internal)
         /* rounding can leave l2sq a hair below 0 only in theory (it is a sum
          * of squares), but never report a NaN */
         return internal > 0.0f ? sqrtf(internal) : 0.0f;
-    case DV_METRIC_COSINE: return 1.0f + internal;
+    case DV_METRIC_COSINE:
+        return 1.0f + internal;
     case DV_METRIC_DOT:
-    case DV_METRIC_MANHATTAN: return internal;
+    case DV_METRIC_MANHATTAN:
+        return internal;
     }
     return internal;
 }

@@ -22,7 +22,7 @@ typedef struct dist_kernels {
     dist_fn l2sq;
     dist_fn ip;
     dist_fn l1;
-    dist_fn nip; /* -ip: the internal distance of COSINE and DOT (smaller = nearer) */
+    dist_fn nip;           /* -ip: the internal distance of COSINE and DOT (smaller = nearer) */
     dist_bfn l2sq_bounded; /* for unit vectors, l2sq = 2 + 2 * nip: usable for COSINE too */
 } dist_kernels;
 
@@ -58,7 +58,6 @@ int dist_all_finite(const float *v, size_t n);
  * NULL); accept(ctx, label) filters (NULL = all). Writes up to k results
  * nearest first; returns the count. */
 typedef int (*dist_accept_fn)(void *ctx, uint32_t label);
-size_t flat_search(const float *vecs, const uint32_t *ids, size_t n_rows, size_t dim,
-                   dist_fn fn, const float *q, size_t k, dist_accept_fn accept, void *ctx,
-                   uint32_t *out_ids, float *out_dists);
+size_t flat_search(const float *vecs, const uint32_t *ids, size_t n_rows, size_t dim, dist_fn fn, const float *q,
+                   size_t k, dist_accept_fn accept, void *ctx, uint32_t *out_ids, float *out_dists);
 #endif

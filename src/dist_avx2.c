@@ -149,7 +149,11 @@ static float l1_avx2(const float *a, const float *b, size_t n)
 }
 
 const dist_kernels dist_avx2_kernels = {
-    .name = "avx2", .l2sq = l2sq_avx2, .ip = ip_avx2, .l1 = l1_avx2, .nip = nip_avx2,
+    .name = "avx2",
+    .l2sq = l2sq_avx2,
+    .ip = ip_avx2,
+    .l1 = l1_avx2,
+    .nip = nip_avx2,
     .l2sq_bounded = l2sq_bounded_avx2,
 };
 #endif

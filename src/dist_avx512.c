@@ -135,7 +135,11 @@ static float l1_avx512(const float *a, const float *b, size_t n)
 }
 
 const dist_kernels dist_avx512_kernels = {
-    .name = "avx512", .l2sq = l2sq_avx512, .ip = ip_avx512, .l1 = l1_avx512, .nip = nip_avx512,
+    .name = "avx512",
+    .l2sq = l2sq_avx512,
+    .ip = ip_avx512,
+    .l1 = l1_avx512,
+    .nip = nip_avx512,
     .l2sq_bounded = l2sq_bounded_avx512,
 };
 #endif

@@ -100,6 +100,10 @@ static float l1_scalar(const float *a, const float *b, size_t n)
 }
 
 const dist_kernels dist_scalar_kernels = {
-    .name = "scalar", .l2sq = l2sq_scalar, .ip = ip_scalar, .l1 = l1_scalar, .nip = nip_scalar,
+    .name = "scalar",
+    .l2sq = l2sq_scalar,
+    .ip = ip_scalar,
+    .l1 = l1_scalar,
+    .nip = nip_scalar,
     .l2sq_bounded = l2sq_bounded_scalar,
 };

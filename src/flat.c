@@ -54,9 +54,8 @@ static void sift_up(uint32_t *ids, float *ds, size_t i)
 
 /* One pass over the rows keeping a bounded max-heap of the k best in
  * out_ids/out_dists, then an in-place heap sort to ascending order. */
-size_t flat_search(const float *vecs, const uint32_t *ids, size_t n_rows, size_t dim,
-                   dist_fn fn, const float *q, size_t k, dist_accept_fn accept, void *ctx,
-                   uint32_t *out_ids, float *out_dists)
+size_t flat_search(const float *vecs, const uint32_t *ids, size_t n_rows, size_t dim, dist_fn fn, const float *q,
+                   size_t k, dist_accept_fn accept, void *ctx, uint32_t *out_ids, float *out_dists)
 {
     if (k == 0 || n_rows == 0 || dim == 0)
         return 0;

@@ -22,7 +22,10 @@
 #define HUGE_SIZE ((size_t)2 << 20)
 #define HUGE_MIN ((size_t)4 << 20)
 
-static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+static size_t round_up(size_t x, size_t a)
+{
+    return (x + a - 1) / a * a;
+}
 
 static uint64_t splitmix64(uint64_t x)
 {
@@ -135,8 +138,8 @@ dv_code hnsw_create(const hnsw_params *p, size_t capacity, hnsw **out, dv_err *e
         return dv_errorf(err, DV_EINVAL, "hnsw: create: ef_construction %u out of %u..%u", efc,
                          DV_HNSW_EF_CONSTRUCTION_MIN, DV_HNSW_EF_CONSTRUCTION_MAX);
     if (ml < DV_HNSW_MAX_LAYER_MIN || ml > DV_HNSW_MAX_LAYER_MAX)
-        return dv_errorf(err, DV_EINVAL, "hnsw: create: max_layer %u out of %u..%u", ml,
-                         DV_HNSW_MAX_LAYER_MIN, DV_HNSW_MAX_LAYER_MAX);
+        return dv_errorf(err, DV_EINVAL, "hnsw: create: max_layer %u out of %u..%u", ml, DV_HNSW_MAX_LAYER_MIN,
+                         DV_HNSW_MAX_LAYER_MAX);
     if (capacity > HNSW_NONE)
         return dv_errorf(err, DV_ELIMIT, "hnsw: create: capacity %zu exceeds %u slots", capacity, HNSW_NONE);
 
@@ -238,7 +241,10 @@ dv_code hnsw_reserve(hnsw *h, size_t capacity, dv_err *err)
     return DV_OK;
 }
 
-size_t hnsw_capacity(const hnsw *h) { return h->cap; }
+size_t hnsw_capacity(const hnsw *h)
+{
+    return h->cap;
+}
 
 /* Norm check of a vector entering the index (see hnsw_int.h HNSW_D_UNIT). */
 static void note_norm(hnsw *h, const float *v)
@@ -315,7 +321,10 @@ int hnsw_has(const hnsw *h, uint32_t slot)
     return (f & HNSW_F_STORED) && !(f & HNSW_F_DELETED);
 }
 
-size_t hnsw_count(const hnsw *h) { return __atomic_load_n(&h->n_live, __ATOMIC_RELAXED); }
+size_t hnsw_count(const hnsw *h)
+{
+    return __atomic_load_n(&h->n_live, __ATOMIC_RELAXED);
+}
 
 size_t hnsw_mem_bytes(const hnsw *h)
 {

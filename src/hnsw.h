@@ -33,11 +33,11 @@ typedef struct hnsw hnsw;
 
 typedef struct hnsw_params {
     uint32_t dim;
-    dv_metric metric;          /* COSINE behaves as DOT here (caller normalizes) */
-    uint32_t m;                /* 0 = DV_HNSW_M_DEFAULT; layer 0 keeps 2m links */
-    uint32_t ef_construction;  /* 0 = default */
-    uint32_t max_layer;        /* 0 = default */
-    uint64_t seed;             /* level draws; same seed + same serial order = same graph */
+    dv_metric metric;         /* COSINE behaves as DOT here (caller normalizes) */
+    uint32_t m;               /* 0 = DV_HNSW_M_DEFAULT; layer 0 keeps 2m links */
+    uint32_t ef_construction; /* 0 = default */
+    uint32_t max_layer;       /* 0 = default */
+    uint64_t seed;            /* level draws; same seed + same serial order = same graph */
 } hnsw_params;
 
 dv_code hnsw_create(const hnsw_params *p, size_t capacity, hnsw **out, dv_err *err);
@@ -57,8 +57,8 @@ dv_code hnsw_insert(hnsw *h, uint32_t slot, const float *v, dv_err *err);
 dv_code hnsw_build(hnsw *h, const uint32_t *slots, size_t n, unsigned n_threads, dv_err *err);
 
 const float *hnsw_vector(const hnsw *h, uint32_t slot);
-int hnsw_has(const hnsw *h, uint32_t slot);       /* stored (linked or not) and not deleted */
-size_t hnsw_count(const hnsw *h);                 /* live linked nodes */
+int hnsw_has(const hnsw *h, uint32_t slot); /* stored (linked or not) and not deleted */
+size_t hnsw_count(const hnsw *h);           /* live linked nodes */
 size_t hnsw_mem_bytes(const hnsw *h);
 
 /* Tombstone slot: never returned again; the graph stays navigable
@@ -87,8 +87,8 @@ uint32_t hnsw_entry(const hnsw *h);
  * Returns the number of results (<= k), nearest first, internal distances;
  * out_dists may be NULL. Out of memory for scratch space returns 0. */
 typedef int (*hnsw_filter_fn)(void *ctx, uint32_t slot);
-size_t hnsw_search(const hnsw *h, const float *q, size_t k, size_t ef,
-                   hnsw_filter_fn filter, void *ctx, uint32_t *out_slots, float *out_dists);
+size_t hnsw_search(const hnsw *h, const float *q, size_t k, size_t ef, hnsw_filter_fn filter, void *ctx,
+                   uint32_t *out_slots, float *out_dists);
 
 /* Graph (links, levels, entry point, tombstones; not vectors) to a malloc'd
  * buffer with magic, version and checksum; see docs/format-index.md. */

@@ -203,8 +203,8 @@ typedef struct build_job {
     hnsw *h;
     const uint32_t *slots;
     size_t n;
-    size_t next;      /* atomic */
-    int failed;       /* atomic */
+    size_t next; /* atomic */
+    int failed;  /* atomic */
     pthread_mutex_t err_lock;
     dv_err err;
     dv_code rc;

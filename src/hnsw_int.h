@@ -73,17 +73,17 @@ typedef struct hnsw_ctx {
     size_t cand_cap;
     hnsw_cand *res;
     size_t res_cap;
-    hnsw_cand *work;   /* sorted candidates for the heuristic, res_cap long */
-    hnsw_cand *sel;    /* m0 + 1 */
-    hnsw_cand *nb;     /* m0 + 1: neighbour list being shrunk */
-    hnsw_cand *nbsel;  /* m0 + 1 */
+    hnsw_cand *work;  /* sorted candidates for the heuristic, res_cap long */
+    hnsw_cand *sel;   /* m0 + 1 */
+    hnsw_cand *nb;    /* m0 + 1: neighbour list being shrunk */
+    hnsw_cand *nbsel; /* m0 + 1 */
 } hnsw_ctx;
 
 struct hnsw {
     uint32_t dim;
     dv_metric metric;
-    uint32_t m;        /* max links per upper layer */
-    uint32_t m0;       /* max links on layer 0 = 2m */
+    uint32_t m;  /* max links per upper layer */
+    uint32_t m0; /* max links on layer 0 = 2m */
     uint32_t efc;
     uint32_t max_layer;
     uint64_t seed;
@@ -96,21 +96,21 @@ struct hnsw {
     size_t node_size;
     size_t links_off;
     uint8_t *l0;
-    size_t l0_bytes;   /* allocated size of l0 (rounded to the page size used) */
-    void *l0_base;     /* what calloc returned (l0 is aligned inside it): free this */
+    size_t l0_bytes; /* allocated size of l0 (rounded to the page size used) */
+    void *l0_base;   /* what calloc returned (l0 is aligned inside it): free this */
     uint32_t **upper;
     uint8_t *levels;
     uint8_t *flags;
     uint8_t *locks;
 
-    uint64_t top;      /* atomic; see above */
+    uint64_t top; /* atomic; see above */
     pthread_mutex_t glock;
     pthread_mutex_t pool_lock;
     hnsw_ctx *pool;
     size_t pool_n, pool_max; /* contexts kept; more are freed on return */
 
-    size_t n_live;     /* atomic: linked and not deleted */
-    size_t upper_bytes;/* atomic */
+    size_t n_live;      /* atomic: linked and not deleted */
+    size_t upper_bytes; /* atomic */
 };
 
 static inline const float *hnsw_vec(const hnsw *h, uint32_t s)
@@ -144,8 +144,14 @@ static inline float hnsw_qdist(const hnsw *h, const hnsw_query *q, const float *
     }
 }
 
-static inline uint32_t hnsw_top_entry(uint64_t top) { return (uint32_t)top; }
-static inline int hnsw_top_level(uint64_t top) { return (int)(top >> 32) - 1; }
+static inline uint32_t hnsw_top_entry(uint64_t top)
+{
+    return (uint32_t)top;
+}
+static inline int hnsw_top_level(uint64_t top)
+{
+    return (int)(top >> 32) - 1;
+}
 static inline uint64_t hnsw_top_pack(uint32_t entry, int level)
 {
     return (uint64_t)(level + 1) << 32 | entry;
@@ -201,9 +207,8 @@ void hnsw_greedy(const hnsw *h, const hnsw_query *q, unsigned lc, uint32_t *cur,
  * c->res (a max-heap, n returned). Deleted slots and `exclude` are traversed
  * but never accepted; filter (if any) decides the rest. *nearest gets the
  * nearest node visited, accepted or not. */
-size_t hnsw_search_layer(const hnsw *h, hnsw_ctx *c, const hnsw_query *q, uint32_t ep, float epd,
-                         size_t ef, unsigned lc, hnsw_filter_fn filter, void *fctx,
-                         uint32_t exclude, hnsw_cand *nearest);
+size_t hnsw_search_layer(const hnsw *h, hnsw_ctx *c, const hnsw_query *q, uint32_t ep, float epd, size_t ef,
+                         unsigned lc, hnsw_filter_fn filter, void *fctx, uint32_t exclude, hnsw_cand *nearest);
 /* Pop the max-heap c->res (n entries) into c->work ascending. */
 void hnsw_res_sorted(hnsw_ctx *c, size_t n);
 

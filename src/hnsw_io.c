@@ -38,7 +38,10 @@ static uint32_t get32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
-static uint64_t get64(const uint8_t *p) { return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32; }
+static uint64_t get64(const uint8_t *p)
+{
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
 
 static uint32_t list_count(const hnsw *h, uint32_t s, unsigned lc)
 {
@@ -102,20 +105,20 @@ dv_code hnsw_encode_graph(const hnsw *h, uint8_t **buf, size_t *len, dv_err *err
     return DV_OK;
 }
 
-#define CORRUPT(off, ...) \
-    do { \
+#define CORRUPT(off, ...)                              \
+    do {                                               \
         rc = dv_errorf(err, DV_ECORRUPT, __VA_ARGS__); \
-        (void)(off); \
-        goto fail; \
+        (void)(off);                                   \
+        goto fail;                                     \
     } while (0)
 
 dv_code hnsw_decode_graph(hnsw *h, const uint8_t *buf, size_t len, dv_err *err)
 {
     dv_code rc = DV_OK;
-    uint8_t *lvl = NULL;      /* per slot: level, 0xFF = not a node */
-    uint8_t *drop = NULL;     /* per slot: node removed on decode */
-    uint32_t *stamp = NULL;   /* per slot: duplicate-link detection */
-    uint32_t **nup = NULL;    /* new upper lists, per slot */
+    uint8_t *lvl = NULL;    /* per slot: level, 0xFF = not a node */
+    uint8_t *drop = NULL;   /* per slot: node removed on decode */
+    uint32_t *stamp = NULL; /* per slot: duplicate-link detection */
+    uint32_t **nup = NULL;  /* new upper lists, per slot */
     size_t n_slots = 0;
 
     if (!buf || len < HDR_SIZE)
@@ -128,13 +131,16 @@ dv_code hnsw_decode_graph(hnsw *h, const uint8_t *buf, size_t len, dv_err *err)
     if (ver != FMT_VERSION)
         return dv_errorf(err, DV_ECORRUPT, "hnsw: decode: unknown version %u at offset 8", ver);
     if (get32(buf + 12) != h->dim)
-        return dv_errorf(err, DV_ECORRUPT, "hnsw: decode: dimension %u at offset 12, index has %u", get32(buf + 12), h->dim);
+        return dv_errorf(err, DV_ECORRUPT, "hnsw: decode: dimension %u at offset 12, index has %u", get32(buf + 12),
+                         h->dim);
     if (get32(buf + 16) != (uint32_t)h->metric)
-        return dv_errorf(err, DV_ECORRUPT, "hnsw: decode: metric %u at offset 16, index has %d", get32(buf + 16), (int)h->metric);
+        return dv_errorf(err, DV_ECORRUPT, "hnsw: decode: metric %u at offset 16, index has %d", get32(buf + 16),
+                         (int)h->metric);
     if (get32(buf + 20) != h->m)
         return dv_errorf(err, DV_ECORRUPT, "hnsw: decode: m %u at offset 20, index has %u", get32(buf + 20), h->m);
     if (get32(buf + 24) != h->max_layer)
-        return dv_errorf(err, DV_ECORRUPT, "hnsw: decode: max_layer %u at offset 24, index has %u", get32(buf + 24), h->max_layer);
+        return dv_errorf(err, DV_ECORRUPT, "hnsw: decode: max_layer %u at offset 24, index has %u", get32(buf + 24),
+                         h->max_layer);
     uint32_t entry = get32(buf + 28);
     uint32_t top_level = get32(buf + 32);
     if (get32(buf + 36) != 0)
@@ -209,8 +215,8 @@ dv_code hnsw_decode_graph(hnsw *h, const uint8_t *buf, size_t len, dv_err *err)
         if (entry >= n_slots || lvl[entry] == 0xFF)
             CORRUPT(28, "hnsw: decode: entry point %u is not a node (offset 28)", entry);
         if (top_level != seen_top || lvl[entry] != top_level)
-            CORRUPT(32, "hnsw: decode: top level %u at offset 32, entry has %u, highest node %u",
-                    top_level, lvl[entry], seen_top);
+            CORRUPT(32, "hnsw: decode: top level %u at offset 32, entry has %u, highest node %u", top_level, lvl[entry],
+                    seen_top);
     }
 
     /* Pass 2: every link. stamp[t] = index of the list (+1) that last held t. */
@@ -229,8 +235,8 @@ dv_code hnsw_decode_graph(hnsw *h, const uint8_t *buf, size_t len, dv_err *err)
                 if (t >= n_slots || lvl[t] == 0xFF)
                     CORRUPT(off, "hnsw: decode: link to %u, not a node, at offset %zu", t, off);
                 if (lvl[t] < lc)
-                    CORRUPT(off, "hnsw: decode: link to %u on layer %u above its level %u at offset %zu",
-                            t, lc, lvl[t], off);
+                    CORRUPT(off, "hnsw: decode: link to %u on layer %u above its level %u at offset %zu", t, lc, lvl[t],
+                            off);
                 if (t == s)
                     CORRUPT(off, "hnsw: decode: self-link of %u at offset %zu", s, off);
                 if (stamp[t] == list_no)
@@ -269,7 +275,7 @@ dv_code hnsw_decode_graph(hnsw *h, const uint8_t *buf, size_t len, dv_err *err)
         h->levels[s] = 0;
         if (s >= n_slots || lvl[s] == 0xFF || drop[s])
             hnsw_links(h, (uint32_t)s, 0)[0] = 0;
-        h->flags[s] &= (uint8_t)~(HNSW_F_LINKED | HNSW_F_DELETED);
+        h->flags[s] &= (uint8_t) ~(HNSW_F_LINKED | HNSW_F_DELETED);
     }
     size_t live = 0;
     uint32_t new_entry = HNSW_NONE;

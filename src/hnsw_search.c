@@ -174,9 +174,8 @@ void hnsw_greedy(const hnsw *h, const hnsw_query *q, unsigned lc, uint32_t *cur,
     }
 }
 
-size_t hnsw_search_layer(const hnsw *h, hnsw_ctx *c, const hnsw_query *q, uint32_t ep, float epd,
-                         size_t ef, unsigned lc, hnsw_filter_fn filter, void *fctx,
-                         uint32_t exclude, hnsw_cand *nearest)
+size_t hnsw_search_layer(const hnsw *h, hnsw_ctx *c, const hnsw_query *q, uint32_t ep, float epd, size_t ef,
+                         unsigned lc, hnsw_filter_fn filter, void *fctx, uint32_t exclude, hnsw_cand *nearest)
 {
     uint16_t *vis = c->visited;
     uint16_t tag = next_epoch(c);

@@ -296,14 +296,14 @@ struct imp_sink {
     const dv_import_opts *o;
     uint32_t dim;
     int normalize;
-    float *vecs;      /* cap x dim, an anonymous mapping (vecs_bytes) */
+    float *vecs; /* cap x dim, an anonymous mapping (vecs_bytes) */
     size_t vecs_bytes;
     char **ids;
     char **metas;
     uint32_t *meta_lens;
     size_t n, cap;
-    uint32_t *ht;     /* open addressing: index + 1, 0 = empty */
-    size_t ht_cap;    /* power of two, > 2n */
+    uint32_t *ht;  /* open addressing: index + 1, 0 = empty */
+    size_t ht_cap; /* power of two, > 2n */
 };
 
 static void sink_free(imp_sink *s)
@@ -464,7 +464,7 @@ typedef struct imp_job {
     dv_db *db;
     const dv_import_opts *o;
     const roots *r;
-    char *src;        /* realpath of opts->path */
+    char *src; /* realpath of opts->path */
     int src_is_dir;
     char stage[REC_PATH_MAX];   /* .staging/import-<name>-...: being built */
     char pending[REC_PATH_MAX]; /* .importing/<name>: committed, being indexed/placed */
@@ -472,7 +472,7 @@ typedef struct imp_job {
     dv_coll_config cfg;
     imp_sink *sink;
     dv_import_report rep;
-    double t_durable, t_index;  /* seconds from the start */
+    double t_durable, t_index; /* seconds from the start */
 } imp_job;
 
 static dv_code cfg_for(imp_job *j, uint32_t dim, dv_metric metric, dv_coll_config *cfg, dv_err *err);
@@ -541,9 +541,9 @@ static dv_code job_write_snapshot(imp_job *j, dv_err *err)
 typedef struct imp_finish {
     int overwrite, skip_backup;
     int took_backup;
-    dv_backup_info backup;  /* pre-import */
+    dv_backup_info backup; /* pre-import */
     int dropped;
-    dv_trash_entry old;     /* the replaced collection, now in the trash */
+    dv_trash_entry old; /* the replaced collection, now in the trash */
 } imp_finish;
 
 static dv_code write_mark(const char *dir, int skip_backup, dv_err *err)
@@ -558,7 +558,8 @@ static void read_mark(const char *dir, imp_finish *f)
     uint8_t *buf = NULL;
     size_t len = 0;
     memset(f, 0, sizeof *f);
-    if (rec_path(p, sizeof p, NULL, "%s/%s", dir, REC_IMPORT_MARK) != DV_OK || io_read_file(p, &buf, &len, NULL) != DV_OK)
+    if (rec_path(p, sizeof p, NULL, "%s/%s", dir, REC_IMPORT_MARK) != DV_OK ||
+        io_read_file(p, &buf, &len, NULL) != DV_OK)
         return;
     f->overwrite = len >= 9 && memcmp(buf, "overwrite", 9) == 0;
     f->skip_backup = f->overwrite && len >= 21 && memcmp(buf + 9, " skip_backup", 12) == 0;
@@ -668,7 +669,8 @@ static dv_code finish_locked(dv_db *db, const char *name, const char *pend, dv_c
         if (!f->skip_backup) {
             if (!held)
                 return dv_errorf(err, DV_EDAMAGED,
-                                 "import: %s cannot be backed up before the overwrite (damaged?); pass skip_backup", name);
+                                 "import: %s cannot be backed up before the overwrite (damaged?); pass skip_backup",
+                                 name);
             if ((rc = backup_create_held(db, name, held, "pre-import", &f->backup, err)) != DV_OK)
                 return dv_err_wrap(err, rc, "import: pre-import backup of %s", name);
             f->took_backup = 1;
@@ -713,7 +715,8 @@ static dv_code pending_to_trash(dv_db *db, const char *name, const char *pend, c
     int64_t ms = dv_now_ms();
     dv_code rc;
     if ((rc = rec_path(trash, sizeof trash, err, "%s/%s", db_dir(db), REC_TRASH)) != DV_OK ||
-        (rc = rec_mkdir_durable(trash, err)) != DV_OK || (rc = rec_write_trash_info(pend, name, count, ms, err)) != DV_OK)
+        (rc = rec_mkdir_durable(trash, err)) != DV_OK ||
+        (rc = rec_write_trash_info(pend, name, count, ms, err)) != DV_OK)
         return rc;
     for (int tries = 0;; tries++, ms++) {
         if ((rc = rec_path(dst, sizeof dst, err, "%s/%s.%lld", trash, name, (long long)ms)) != DV_OK)
@@ -870,8 +873,7 @@ out:
 
 /* Parse the .npy header dict: descr '<f4' | '<f8', fortran_order False,
  * shape (n, d). */
-static dv_code npy_header(const char *src, const char *h, size_t len, int *item, uint64_t *n, uint64_t *d,
-                          dv_err *err)
+static dv_code npy_header(const char *src, const char *h, size_t len, int *item, uint64_t *n, uint64_t *d, dv_err *err)
 {
     char text[1024];
     if (len >= sizeof text)
@@ -1307,8 +1309,7 @@ static dv_code run_job(imp_job *j, dv_err *err)
         if (!fmt)
             fmt = has_manifest ? "dvecdb" : kind;
         if (!fmt)
-            return dv_errorf(err, DV_EINVAL, "import: %s: no manifest.json and no recognisable vectors file",
-                             j->src);
+            return dv_errorf(err, DV_EINVAL, "import: %s: no manifest.json and no recognisable vectors file", j->src);
         snprintf(j->rep.format, sizeof j->rep.format, "%s", fmt);
         if (!strcmp(fmt, "dvecdb") && has_manifest)
             return import_own_dir(j, tree_bytes, err);

@@ -61,12 +61,12 @@
 #define LG_HDR 32
 #define LG_MAX_PARSES 32
 #define LG_MAX_DEPTH 8
-#define LG_STEP_BUDGET 1024 /* steps per nested value: real tag lists need tens */
+#define LG_STEP_BUDGET 1024     /* steps per nested value: real tag lists need tens */
 #define LG_META_SPAN (1u << 20) /* longest metadata map considered */
 #define LG_KEY_MAX 1024
 #define LG_STR_MAX DV_METADATA_MAX
 #define LG_VOCAB_CAP 4096
-#define LG_RAW_MAX (24 * 1024)  /* hex kept per raw value: fits DV_METADATA_MAX */
+#define LG_RAW_MAX (24 * 1024) /* hex kept per raw value: fits DV_METADATA_MAX */
 
 static uint64_t rd64(const uint8_t *p)
 {
@@ -90,9 +90,9 @@ enum { T_NULL, T_BOOL, T_NUM, T_STR, T_KEY, T_ARR, T_OBJ };
 
 typedef struct tok {
     uint8_t type;
-    uint8_t bval;  /* BOOL: the value */
-    uint64_t pos;  /* file offset of the value's first byte (its length prefix included) */
-    uint64_t n;    /* STR/KEY: text bytes (text at pos + 8); ARR/OBJ: element/entry count */
+    uint8_t bval; /* BOOL: the value */
+    uint64_t pos; /* file offset of the value's first byte (its length prefix included) */
+    uint64_t n;   /* STR/KEY: text bytes (text at pos + 8); ARR/OBJ: element/entry count */
 } tok;
 
 typedef struct parse {
@@ -102,7 +102,7 @@ typedef struct parse {
 } parse;
 
 typedef struct frame {
-    uint8_t kind;  /* T_OBJ (map entries) or T_ARR */
+    uint8_t kind; /* T_OBJ (map entries) or T_ARR */
     uint8_t expect_value;
     uint8_t nonnull; /* OBJ: a non-null value seen; ARR: 1 + the kind of its elements */
     uint64_t remaining;
@@ -120,9 +120,9 @@ typedef struct lg {
      * byte a reading may use */
     uint64_t want_end, lim;
     int tail_mode, weak_mode;
-    uint64_t first_end;    /* the first end parse_map tried */
-    size_t max_parses;     /* stop enumerating after this many */
-    int prune_vocab;       /* top-level keys must be in the vocabulary */
+    uint64_t first_end; /* the first end parse_map tried */
+    size_t max_parses;  /* stop enumerating after this many */
+    int prune_vocab;    /* top-level keys must be in the vocabulary */
     /* readings of one nested value (dfs -> nest_add) */
     uint64_t *nest_end;
     size_t *nest_off, *nest_n;
@@ -493,7 +493,8 @@ static void nest_add(lg *g, uint64_t end)
         return;
     }
     size_t cap = g->cap_nest;
-    void *o = realloc(g->nest_off, cap * sizeof *g->nest_off), *n = o ? realloc(g->nest_n, cap * sizeof *g->nest_n) : NULL;
+    void *o = realloc(g->nest_off, cap * sizeof *g->nest_off),
+         *n = o ? realloc(g->nest_n, cap * sizeof *g->nest_n) : NULL;
     if (o)
         g->nest_off = o;
     if (!n) {
@@ -692,7 +693,8 @@ static void solve(lg *g, uint64_t start, uint64_t count)
         g->overflow = 1;
     /* Walk the complete readings (every branch taken has ways > 0). */
     size_t depth = 0;
-    uint32_t *path_state = malloc((count + 1) * sizeof *path_state), *path_edge = malloc((count + 1) * sizeof *path_edge);
+    uint32_t *path_state = malloc((count + 1) * sizeof *path_state),
+             *path_edge = malloc((count + 1) * sizeof *path_edge);
     if (!path_state || !path_edge) {
         free(path_state);
         free(path_edge);
@@ -1073,8 +1075,7 @@ static void raw_put(const lg *g, json_t *raw, const char *name, uint64_t from, u
 
 /* JSON text of the metadata from the chosen parses (all of them when
  * ambiguous: entries they agree on are decoded). */
-static char *build_metadata(const lg *g, const parse *ps, size_t n_ps, uint64_t meta_off, uint64_t end,
-                            int *ambiguous)
+static char *build_metadata(const lg *g, const parse *ps, size_t n_ps, uint64_t meta_off, uint64_t end, int *ambiguous)
 {
     json_t *o = json_object(), *raw = json_object();
     const parse *p0 = &ps[0];
@@ -1145,8 +1146,8 @@ static uint64_t resync(lg *g, uint64_t off);
  * damage inside the map): the vector is kept, the map bytes up to the next
  * header go under "_legacy_raw"."_map". Damaged (0) if no header follows
  * within LG_META_SPAN. */
-static int raw_record(lg *g, uint64_t off, uint64_t meta_off, const char *id, int finite, uint64_t *end,
-                      dv_code *rc, dv_err *err)
+static int raw_record(lg *g, uint64_t off, uint64_t meta_off, const char *id, int finite, uint64_t *end, dv_code *rc,
+                      dv_err *err)
 {
     (void)off;
     uint64_t next = resync(g, meta_off - 1);
@@ -1358,8 +1359,7 @@ dv_code legacy_import(imp_reader *r, uint32_t *dim, imp_sink *sink, legacy_stats
             off = resync(g, off);
         }
         if (r->io_failed) {
-            rc = dv_errorf(err, dv_code_from_errno(r->io_errno), "import: read %s: %s", r->path,
-                           strerror(r->io_errno));
+            rc = dv_errorf(err, dv_code_from_errno(r->io_errno), "import: read %s: %s", r->path, strerror(r->io_errno));
             break;
         }
         if (rc == DV_OK && off - last_progress >= (8u << 20)) {

@@ -65,13 +65,13 @@
 
 /* ---- fault injector state ------------------------------------------ */
 
-static atomic_int g_on;            /* 0: fast path, nothing counted */
+static atomic_int g_on; /* 0: fast path, nothing counted */
 static atomic_uint_fast64_t g_calls;
-static atomic_int g_kind;          /* io_fault */
+static atomic_int g_kind; /* io_fault */
 static atomic_uint_fast64_t g_nth;
 static atomic_int g_sticky;
-static atomic_int g_crashed;       /* crash fired: every call fails EIO */
-static atomic_int g_tracking;      /* crash armed and not yet fired */
+static atomic_int g_crashed;  /* crash fired: every call fails EIO */
+static atomic_int g_tracking; /* crash armed and not yet fired */
 
 /* Crash model state, guarded by g_mu. */
 typedef struct undo_rec {
@@ -83,7 +83,7 @@ typedef struct undo_rec {
 typedef struct inode_ent {
     dev_t dev;
     ino_t ino;
-    int fd;            /* dup'ed so the inode can be rewound after close/rename */
+    int fd; /* dup'ed so the inode can be rewound after close/rename */
     uint64_t synced_len;
     int dirty;
     undo_rec *undo;
@@ -94,19 +94,19 @@ enum { OP_CREATE, OP_MKDIR, OP_LINK, OP_UNLINK, OP_RMDIR, OP_RENAME };
 
 typedef struct ns_op {
     int kind;
-    char *a, *b;         /* path (and rename target) */
+    char *a, *b;          /* path (and rename target) */
     dev_t da_dev, db_dev; /* parent directories still waiting for an fsync */
     ino_t da_ino, db_ino;
     int pend_a, pend_b;
-    dev_t dev;           /* inode the op created/removed (for identity checks) */
+    dev_t dev; /* inode the op created/removed (for identity checks) */
     ino_t ino;
-    int has_stash;       /* a regular file that the op removed or replaced */
-    int stash_dir;       /* the replaced target was an (empty) directory */
+    int has_stash; /* a regular file that the op removed or replaced */
+    int stash_dir; /* the replaced target was an (empty) directory */
     uint8_t *stash;
     size_t stash_len;
     dev_t stash_dev;
     ino_t stash_ino;
-    int stash_tracked;   /* its inode had unsynced data when stashed */
+    int stash_tracked; /* its inode had unsynced data when stashed */
 } ns_op;
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -766,8 +766,7 @@ dv_code io_read_file(const char *path, uint8_t **buf, size_t *len, dv_err *err)
     int fd = io_open(path, O_RDONLY, 0);
     if (fd < 0) {
         int e = errno;
-        return dv_errorf(err, e == ENOENT ? DV_ENOTFOUND : dv_code_from_errno(e), "io: open %s: %s", path,
-                         strerror(e));
+        return dv_errorf(err, e == ENOENT ? DV_ENOTFOUND : dv_code_from_errno(e), "io: open %s: %s", path, strerror(e));
     }
     uint64_t size;
     uint8_t *b = NULL;
@@ -775,14 +774,12 @@ dv_code io_read_file(const char *path, uint8_t **buf, size_t *len, dv_err *err)
         goto fail_errno;
     if (size > SIZE_MAX - 1) {
         io_close(fd);
-        return dv_errorf(err, DV_ENOMEM, "io: read %s: file too large (%llu bytes)", path,
-                         (unsigned long long)size);
+        return dv_errorf(err, DV_ENOMEM, "io: read %s: file too large (%llu bytes)", path, (unsigned long long)size);
     }
     b = malloc((size_t)size + 1); /* +1: never malloc(0); callers may NUL-terminate */
     if (!b) {
         io_close(fd);
-        return dv_errorf(err, DV_ENOMEM, "io: read %s: out of memory for %llu bytes", path,
-                         (unsigned long long)size);
+        return dv_errorf(err, DV_ENOMEM, "io: read %s: out of memory for %llu bytes", path, (unsigned long long)size);
     }
     ssize_t r = io_pread_full(fd, b, (size_t)size, 0);
     if (r < 0)
@@ -792,12 +789,11 @@ dv_code io_read_file(const char *path, uint8_t **buf, size_t *len, dv_err *err)
     *buf = b;
     *len = (size_t)r;
     return DV_OK;
-fail_errno: {
+fail_errno:;
     int e = errno;
     free(b);
     io_close(fd);
     return dv_errorf(err, dv_code_from_errno(e), "io: read %s: %s", path, strerror(e));
-}
 }
 
 /* Crash-safe replacement of dir/name. Each step names the crash it prevents. */
@@ -840,13 +836,12 @@ dv_code io_write_file_atomic(const char *dir, const char *name, const void *buf,
         int e = errno;
         free(tmp);
         free(dst);
-        return dv_errorf(err, dv_code_from_errno(e), "io: atomic write %s/%s: fsync dir: %s", dir, name,
-                         strerror(e));
+        return dv_errorf(err, dv_code_from_errno(e), "io: atomic write %s/%s: fsync dir: %s", dir, name, strerror(e));
     }
     free(tmp);
     free(dst);
     return DV_OK;
-fail: {
+fail:;
     int e = errno;
     if (fd >= 0)
         io_close(fd);
@@ -856,7 +851,6 @@ fail: {
     free(tmp);
     free(dst);
     return dv_errorf(err, dv_code_from_errno(e), "io: atomic write %s/%s: %s: %s", dir, name, what, strerror(e));
-}
 }
 
 /* Return the parent of path in a new string ("." when there is none). */
@@ -900,8 +894,8 @@ dv_code io_mkdirs(const char *path, dv_err *err)
             int e = parent ? errno : ENOMEM;
             free(parent);
             if (rc != 0) {
-                dv_code c = dv_errorf(err, dv_code_from_errno(e), "io: mkdirs %s: fsync parent of %s: %s", path,
-                                      p, strerror(e));
+                dv_code c = dv_errorf(err, dv_code_from_errno(e), "io: mkdirs %s: fsync parent of %s: %s", path, p,
+                                      strerror(e));
                 free(p);
                 return c;
             }
@@ -969,7 +963,7 @@ typedef struct ino_set {
     struct {
         dev_t dev;
         ino_t ino;
-    } *v;
+    } * v;
     size_t n, cap;
 } ino_set;
 

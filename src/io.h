@@ -16,10 +16,11 @@
 
 int io_open(const char *path, int flags, int mode);
 int io_close(int fd);
-ssize_t io_pread_full(int fd, void *buf, size_t len, uint64_t off); /* loops; returns bytes read (< len only at EOF) or -1 */
+ssize_t io_pread_full(int fd, void *buf, size_t len,
+                      uint64_t off); /* loops; returns bytes read (< len only at EOF) or -1 */
 int io_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 int io_write_full(int fd, const void *buf, size_t len);
-int io_fsync(int fd);       /* fdatasync is not enough for new files: full fsync */
+int io_fsync(int fd); /* fdatasync is not enough for new files: full fsync */
 int io_ftruncate(int fd, uint64_t len);
 int io_rename(const char *from, const char *to);
 int io_renameat_noreplace(const char *from, const char *to); /* fails EEXIST if `to` exists */
@@ -57,7 +58,7 @@ void io_fault_arm(io_fault kind, uint64_t nth, int sticky);
  * never counted or failed. io_crash_apply() requires every other thread to be
  * out of io_* (join them first). The model and its limits: top of io.c. */
 void io_fault_disarm(void);
-uint64_t io_calls(void);     /* calls counted since the last arm/reset */
+uint64_t io_calls(void); /* calls counted since the last arm/reset */
 /* 1 while a fault (or call counting) is armed: code that could spread its
  * I/O over several threads stays on one, so call numbers are deterministic. */
 int io_fault_active(void);

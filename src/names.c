@@ -17,9 +17,11 @@ static const struct {
     const char *name;
     dv_metric m;
 } metric_names[] = {
-    {"cosine", DV_METRIC_COSINE},   {"euclidean", DV_METRIC_EUCLIDEAN}, {"l2", DV_METRIC_EUCLIDEAN},
-    {"dotproduct", DV_METRIC_DOT},  {"dot", DV_METRIC_DOT},             {"ip", DV_METRIC_DOT},
-    {"innerproduct", DV_METRIC_DOT}, {"manhattan", DV_METRIC_MANHATTAN}, {"l1", DV_METRIC_MANHATTAN},
+    {"cosine", DV_METRIC_COSINE},    {"euclidean", DV_METRIC_EUCLIDEAN},
+    {"l2", DV_METRIC_EUCLIDEAN},     {"dotproduct", DV_METRIC_DOT},
+    {"dot", DV_METRIC_DOT},          {"ip", DV_METRIC_DOT},
+    {"innerproduct", DV_METRIC_DOT}, {"manhattan", DV_METRIC_MANHATTAN},
+    {"l1", DV_METRIC_MANHATTAN},
 };
 
 dv_code dv_metric_parse(const char *s, dv_metric *out, dv_err *err)
@@ -40,10 +42,14 @@ dv_code dv_metric_parse(const char *s, dv_metric *out, dv_err *err)
 const char *dv_metric_name(dv_metric m)
 {
     switch (m) {
-    case DV_METRIC_COSINE: return "Cosine";
-    case DV_METRIC_EUCLIDEAN: return "Euclidean";
-    case DV_METRIC_DOT: return "DotProduct";
-    case DV_METRIC_MANHATTAN: return "Manhattan";
+    case DV_METRIC_COSINE:
+        return "Cosine";
+    case DV_METRIC_EUCLIDEAN:
+        return "Euclidean";
+    case DV_METRIC_DOT:
+        return "DotProduct";
+    case DV_METRIC_MANHATTAN:
+        return "Manhattan";
     }
     return "unknown";
 }
@@ -59,17 +65,20 @@ dv_code dv_vtype_parse(const char *s, dv_vtype *out, dv_err *err)
     else if (strcasecmp(s, "int8") == 0 || strcasecmp(s, "i8") == 0)
         *out = DV_VTYPE_I8;
     else
-        return dv_errorf(err, DV_EINVAL, "vector type: unknown vector type \"%.64s\" (expected Float32, Float16 or Int8)",
-                         s);
+        return dv_errorf(err, DV_EINVAL,
+                         "vector type: unknown vector type \"%.64s\" (expected Float32, Float16 or Int8)", s);
     return DV_OK;
 }
 
 const char *dv_vtype_name(dv_vtype t)
 {
     switch (t) {
-    case DV_VTYPE_F32: return "Float32";
-    case DV_VTYPE_F16: return "Float16";
-    case DV_VTYPE_I8: return "Int8";
+    case DV_VTYPE_F32:
+        return "Float32";
+    case DV_VTYPE_F16:
+        return "Float16";
+    case DV_VTYPE_I8:
+        return "Int8";
     }
     return "unknown";
 }
@@ -87,8 +96,8 @@ dv_code dv_name_validate(const char *name, dv_err *err)
         return dv_errorf(err, DV_EINVAL, "name: collection name longer than %d characters", DV_NAME_MAX);
     for (size_t i = 0; i < n; i++) {
         char ch = name[i];
-        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
-                 ch == '-';
+        int ok =
+            (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
         if (!ok)
             return dv_errorf(err, DV_EINVAL,
                              "name: collection name \"%s\" has an invalid character at %zu (allowed: A-Z a-z 0-9 _ -)",

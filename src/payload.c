@@ -120,8 +120,8 @@ static json_t *parse_json(const char *what, const char *text, size_t len, dv_err
         if (json_error_code(&je) == json_error_out_of_memory)
             dv_errorf(err, DV_ENOMEM, "%s: out of memory parsing JSON", what);
         else
-            dv_errorf(err, DV_EINVAL, "%s: invalid JSON at line %d, column %d (byte %d): %s", what, je.line,
-                      je.column, je.position, je.text);
+            dv_errorf(err, DV_EINVAL, "%s: invalid JSON at line %d, column %d (byte %d): %s", what, je.line, je.column,
+                      je.position, je.text);
     }
     return j;
 }
@@ -129,14 +129,20 @@ static json_t *parse_json(const char *what, const char *text, size_t len, dv_err
 static const char *json_type_word(const json_t *j)
 {
     switch (json_typeof(j)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
     case JSON_INTEGER:
-    case JSON_REAL: return "a number";
+    case JSON_REAL:
+        return "a number";
     case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    default: return "null";
+    case JSON_FALSE:
+        return "a boolean";
+    default:
+        return "null";
     }
 }
 
@@ -145,8 +151,8 @@ static const char *json_type_word(const json_t *j)
 /* 16 bytes: numbers keep only their value; the num form is rebuilt at
  * comparison time (node_num). */
 typedef struct pnode {
-    uint8_t type;    /* T_* */
-    uint32_t n;      /* T_STR: bytes; T_ARR: elements; T_OBJ: members */
+    uint8_t type; /* T_* */
+    uint32_t n;   /* T_STR: bytes; T_ARR: elements; T_OBJ: members */
     union {
         uint32_t first; /* T_STR: pool offset; T_ARR: first element node; T_OBJ: first member */
         int64_t i;      /* T_INT */
@@ -178,7 +184,8 @@ static void count_tree(const json_t *j, pcount *c)
     if (json_is_object(j)) {
         const char *k;
         json_t *v;
-        json_object_foreach((json_t *)j, k, v) {
+        json_object_foreach((json_t *)j, k, v)
+        {
             c->members++;
             c->pool += json_object_iter_key_len(json_object_key_to_iter(k));
             count_tree(v, c);
@@ -231,7 +238,8 @@ static void build_tree(pbuild *b, const json_t *j, uint32_t at)
         const char *k;
         json_t *v;
         uint32_t i = 0;
-        json_object_foreach((json_t *)j, k, v) {
+        json_object_foreach((json_t *)j, k, v)
+        {
             pmember *m = &b->p->members[first + i];
             size_t klen = json_object_iter_key_len(json_object_key_to_iter(k));
             m->key_len = (uint32_t)klen;
@@ -267,9 +275,15 @@ static void build_tree(pbuild *b, const json_t *j, uint32_t at)
         nd->type = T_REAL;
         nd->u.d = json_real_value(j);
         break;
-    case JSON_TRUE: nd->type = T_TRUE; break;
-    case JSON_FALSE: nd->type = T_FALSE; break;
-    default: nd->type = T_NULL; break;
+    case JSON_TRUE:
+        nd->type = T_TRUE;
+        break;
+    case JSON_FALSE:
+        nd->type = T_FALSE;
+        break;
+    default:
+        nd->type = T_NULL;
+        break;
     }
 }
 
@@ -636,8 +650,7 @@ static dv_code parse_precheck(const char *text, size_t len, dv_err *err)
     if (!text && len)
         return dv_errorf(err, DV_EINVAL, "metadata: NULL text with length %zu", len);
     if (len > DV_METADATA_MAX)
-        return dv_errorf(err, DV_ELIMIT, "metadata: %zu bytes exceeds the limit of %d bytes", len,
-                         DV_METADATA_MAX);
+        return dv_errorf(err, DV_ELIMIT, "metadata: %zu bytes exceeds the limit of %d bytes", len, DV_METADATA_MAX);
     if (text_depth_exceeds(text, len, PAYLOAD_DEPTH_MAX))
         return dv_errorf(err, DV_ELIMIT, "metadata: nesting deeper than %d levels", PAYLOAD_DEPTH_MAX);
     return DV_OK;
@@ -923,9 +936,15 @@ static dv_code in_add_value(fcc *cc, uint32_t idx, const json_t *v, const char *
         num_from_json(v, &cc->f->nums[cc->f->n_nums++]);
         cc->f->nodes[idx].n_num++;
         return DV_OK;
-    case JSON_TRUE: nd->has_true = 1; return DV_OK;
-    case JSON_FALSE: nd->has_false = 1; return DV_OK;
-    case JSON_NULL: nd->has_null = 1; return DV_OK;
+    case JSON_TRUE:
+        nd->has_true = 1;
+        return DV_OK;
+    case JSON_FALSE:
+        nd->has_false = 1;
+        return DV_OK;
+    case JSON_NULL:
+        nd->has_null = 1;
+        return DV_OK;
     default:
         return ferr(cc, loc, "value must be a string, number, boolean or null, not %s", json_type_word(v));
     }
@@ -963,7 +982,8 @@ static dv_code compile_cond(fcc *cc, const json_t *j, const char *loc, uint32_t 
     char sub[LOC_MAX];
     dv_code rc;
 
-    json_object_foreach((json_t *)j, k, v) {
+    json_object_foreach((json_t *)j, k, v)
+    {
         if (strcmp(k, "key") && strcmp(k, "match") && strcmp(k, "range"))
             return ferr(cc, loc, "unknown member \"%s\" in a condition (expected key, match or range)", k);
     }
@@ -982,7 +1002,8 @@ static dv_code compile_cond(fcc *cc, const json_t *j, const char *loc, uint32_t 
             return ferr(cc, sub, "must be an object like {\"value\": v} or {\"any\": [v, ...]}, not %s",
                         json_type_word(match));
         const json_t *value = json_object_get(match, "value"), *any = json_object_get(match, "any");
-        json_object_foreach((json_t *)match, k, v) {
+        json_object_foreach((json_t *)match, k, v)
+        {
             if (strcmp(k, "value") && strcmp(k, "any"))
                 return ferr(cc, sub, "unknown operator \"%s\" (expected value or any)", k);
         }
@@ -1003,7 +1024,8 @@ static dv_code compile_cond(fcc *cc, const json_t *j, const char *loc, uint32_t 
             if (json_array_size(any) == 0)
                 return ferr(cc, sub, "empty list (it would match nothing)");
             size_t i;
-            json_array_foreach(any, i, v) {
+            json_array_foreach(any, i, v)
+            {
                 char el[LOC_MAX];
                 loc_join(el, sub, "", "[%zu]", i);
                 if ((rc = in_add_value(cc, *idx, v, el)))
@@ -1024,7 +1046,8 @@ static dv_code compile_cond(fcc *cc, const json_t *j, const char *loc, uint32_t 
     if ((rc = set_key(cc, *idx, ks, klen, loc)))
         return rc;
     fnode *nd = &cc->f->nodes[*idx];
-    json_object_foreach((json_t *)range, k, v) {
+    json_object_foreach((json_t *)range, k, v)
+    {
         int lower = !strcmp(k, "gt") || !strcmp(k, "gte");
         int upper = !strcmp(k, "lt") || !strcmp(k, "lte");
         if (!lower && !upper)
@@ -1086,7 +1109,8 @@ static dv_code compile_filter(fcc *cc, const json_t *j, const char *loc, uint32_
      * clause; any other member is an equality on that metadata key (so a
      * metadata field literally named "must" can still be matched). */
     size_t n_eq = 0;
-    json_object_foreach((json_t *)j, k, v) {
+    json_object_foreach((json_t *)j, k, v)
+    {
         if (!(is_clause_name(k) && json_is_array(v)))
             n_eq++;
     }
@@ -1099,7 +1123,8 @@ static dv_code compile_filter(fcc *cc, const json_t *j, const char *loc, uint32_
         }
     }
 
-    json_object_foreach((json_t *)j, k, v) {
+    json_object_foreach((json_t *)j, k, v)
+    {
         if (is_clause_name(k) && json_is_array(v))
             continue;
         size_t klen = json_object_iter_key_len(json_object_key_to_iter(k));
@@ -1127,7 +1152,8 @@ static dv_code compile_filter(fcc *cc, const json_t *j, const char *loc, uint32_
         if (!arr || !json_is_array(arr))
             continue;
         size_t i;
-        json_array_foreach(arr, i, v) {
+        json_array_foreach(arr, i, v)
+        {
             sub_loc(sub, loc, "%s[%zu]", clause[c], i);
             if ((rc = compile_elem(cc, v, sub, &lists[c][n[c]])))
                 goto fail;
@@ -1272,16 +1298,21 @@ static int leaf_test(const filter *f, const fnode *c, const payload *p, const pn
 {
     if (c->kind == F_IN) {
         switch (v->type) {
-        case T_STR: return c->n_str && in_has_str(f, c, p->pool + v->u.first, v->n);
+        case T_STR:
+            return c->n_str && in_has_str(f, c, p->pool + v->u.first, v->n);
         case T_INT:
         case T_REAL: {
             num x = node_num(v);
             return c->n_num && in_has_num(f, c, &x);
         }
-        case T_TRUE: return c->has_true;
-        case T_FALSE: return c->has_false;
-        case T_NULL: return c->has_null;
-        default: return 0;
+        case T_TRUE:
+            return c->has_true;
+        case T_FALSE:
+            return c->has_false;
+        case T_NULL:
+            return c->has_null;
+        default:
+            return 0;
         }
     }
     if (v->type != T_INT && v->type != T_REAL)

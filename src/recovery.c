@@ -271,8 +271,8 @@ dv_code rec_hash_file(const char *path, uint64_t *size, uint64_t *xxh3, dv_err *
     for (;;) {
         ssize_t r = io_pread_full(fd, buf, COPY_CHUNK, off);
         if (r < 0) {
-            rc = dv_errorf(err, DV_EIO, "recovery: read %s at %llu: %s", path, (unsigned long long)off,
-                           strerror(errno));
+            rc =
+                dv_errorf(err, DV_EIO, "recovery: read %s at %llu: %s", path, (unsigned long long)off, strerror(errno));
             goto fail;
         }
         XXH3_64bits_update(st, buf, (size_t)r);
@@ -347,8 +347,8 @@ void rec_read_trash_info(const char *dir, uint64_t *vector_count, int64_t *delet
 dv_code rec_write_trash_info(const char *dir, const char *name, uint64_t vector_count, int64_t deleted_at_ms,
                              dv_err *err)
 {
-    json_t *j = json_pack("{s:i, s:s, s:I, s:I}", "format", 1, "name", name, "vector_count",
-                          (json_int_t)vector_count, "deleted_at_ms", (json_int_t)deleted_at_ms);
+    json_t *j = json_pack("{s:i, s:s, s:I, s:I}", "format", 1, "name", name, "vector_count", (json_int_t)vector_count,
+                          "deleted_at_ms", (json_int_t)deleted_at_ms);
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!text)
@@ -384,8 +384,7 @@ static dv_code clean_live_leftovers(const char *data_dir, dv_err *err)
         const char *leftovers[] = {REC_TRASH_INFO, REC_TRASH_INFO ".tmp", REC_IMPORT_MARK, REC_IMPORT_MARK ".tmp"};
         for (size_t k = 0; k < 4 && rc == DV_OK; k++) {
             char p[REC_PATH_MAX], d[REC_PATH_MAX];
-            if (rec_path(p, sizeof p, NULL, "%s/%s/%s", cdir, names[i], leftovers[k]) != DV_OK ||
-                !rec_exists(p))
+            if (rec_path(p, sizeof p, NULL, "%s/%s/%s", cdir, names[i], leftovers[k]) != DV_OK || !rec_exists(p))
                 continue;
             if (io_unlink(p) != 0 && errno != ENOENT) {
                 rc = dv_errorf(err, dv_code_from_errno(errno), "recovery: remove %s: %s", p, strerror(errno));

@@ -76,10 +76,10 @@ static void undo_drop(dv_db *db, const char *target, const dv_trash_entry *dropp
 typedef struct restore_plan {
     const char *name, *target;
     const dv_restore_opts *o;
-    dv_trash_entry entry;     /* source trash entry */
-    dv_backup_info pre;       /* pre-restore-overwrite backup, if taken */
+    dv_trash_entry entry; /* source trash entry */
+    dv_backup_info pre;   /* pre-restore-overwrite backup, if taken */
     int took_backup;
-    dv_trash_entry dropped;   /* the overwritten collection, if any */
+    dv_trash_entry dropped; /* the overwritten collection, if any */
     int dropped_target;
 } restore_plan;
 

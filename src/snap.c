@@ -192,7 +192,8 @@ static dv_code hdr_decode(const uint8_t in[HDR_SIZE], int kind, const char *path
         return dv_errorf(err, DV_ECORRUPT, "snap: %s: bad body size at offset 32", path);
     uint64_t want = HDR_SIZE + h->body_size + 8 * n_blocks_of(h->body_size, h->block_size);
     if (file_size != want)
-        return dv_errorf(err, DV_ECORRUPT, "snap: %s: file is %" PRIu64 " bytes, header says %" PRIu64
+        return dv_errorf(err, DV_ECORRUPT,
+                         "snap: %s: file is %" PRIu64 " bytes, header says %" PRIu64
                          " (truncated or extended at offset %" PRIu64 ")",
                          path, file_size, want, file_size < want ? file_size : want);
     if (kind == SNAP_VECTORS) {
@@ -389,8 +390,12 @@ static dv_code write_one(const gen_ctx *g, int kind, snap_file_ref *ref, dv_err 
         return dv_errorf(err, DV_EINVAL, "snap: path too long: %s", g->dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
 
-    file_hdr h = {.kind = kind, .version = SNAP_FILE_VERSION, .block_size = BLOCK_SIZE, .gen = g->gen,
-                  .vtype = (uint32_t)g->cfg->vtype, .metric = (uint32_t)g->cfg->metric};
+    file_hdr h = {.kind = kind,
+                  .version = SNAP_FILE_VERSION,
+                  .block_size = BLOCK_SIZE,
+                  .gen = g->gen,
+                  .vtype = (uint32_t)g->cfg->vtype,
+                  .metric = (uint32_t)g->cfg->metric};
     if (kind == SNAP_VECTORS) {
         h.dim = g->cfg->dim;
         h.record_size = 4 + 4 * g->cfg->dim;
@@ -433,8 +438,8 @@ static dv_code write_one(const gen_ctx *g, int kind, snap_file_ref *ref, dv_err 
             rc = w_body(&w, g->src->index, g->src->index_len, err);
     }
     if (!rc && w.body_off != h.body_size)
-        rc = dv_errorf(err, DV_EINVAL, "snap: write %s: body is %" PRIu64 " bytes, expected %" PRIu64, path,
-                       w.body_off, h.body_size);
+        rc = dv_errorf(err, DV_EINVAL, "snap: write %s: body is %" PRIu64 " bytes, expected %" PRIu64, path, w.body_off,
+                       h.body_size);
     if (!rc)
         rc = w_trailer(&w, err);
     if (rc)
@@ -540,7 +545,8 @@ static dv_code read_file(const char *path, int kind, const snap_file_ref *ref, f
         goto out;
     }
     if (ref && size != ref->size) {
-        rc = dv_errorf(err, DV_ECORRUPT, "snap: %s: file is %" PRIu64 " bytes, manifest says %" PRIu64
+        rc = dv_errorf(err, DV_ECORRUPT,
+                       "snap: %s: file is %" PRIu64 " bytes, manifest says %" PRIu64
                        " (truncated or extended at offset %" PRIu64 ")",
                        path, size, ref->size, size < ref->size ? size : ref->size);
         goto out;
@@ -587,18 +593,18 @@ static dv_code read_file(const char *path, int kind, const snap_file_ref *ref, f
         r = io_pread_full(fd, p, take, HDR_SIZE + off);
         if (r < 0 || (size_t)r != take) {
             int e = r < 0 ? errno : EIO;
-            rc = dv_errorf(err, dv_code_from_errno(e), "snap: read %s at offset %" PRIu64 ": %s", path,
-                           HDR_SIZE + off, strerror(e));
+            rc = dv_errorf(err, dv_code_from_errno(e), "snap: read %s at offset %" PRIu64 ": %s", path, HDR_SIZE + off,
+                           strerror(e));
             goto out;
         }
         for (size_t b = 0; b < take; b += h->block_size) {
             size_t bl = take - b < h->block_size ? take - b : h->block_size;
             uint64_t bi = (off + b) / h->block_size;
             if (bulk_xxh3(p + b, bl) != get_u64(trailer + 8 * bi)) {
-                rc = dv_errorf(err, DV_ECORRUPT,
-                               "snap: %s: checksum mismatch in block %" PRIu64 " (file offset %" PRIu64
-                               "..%" PRIu64 ")",
-                               path, bi, HDR_SIZE + off + b, HDR_SIZE + off + b + bl - 1);
+                rc =
+                    dv_errorf(err, DV_ECORRUPT,
+                              "snap: %s: checksum mismatch in block %" PRIu64 " (file offset %" PRIu64 "..%" PRIu64 ")",
+                              path, bi, HDR_SIZE + off + b, HDR_SIZE + off + b + bl - 1);
                 goto out;
             }
             if (st)
@@ -642,8 +648,8 @@ static dv_code vec_check(void *ctx, const file_hdr *h, dv_err *err)
 {
     vec_rd *vr = ctx;
     if (vr->want_count != UINT64_MAX && h->count != vr->want_count)
-        return dv_errorf(err, DV_ECORRUPT, "snap: %s: %" PRIu64 " records, manifest says %" PRIu64, vr->path,
-                         h->count, vr->want_count);
+        return dv_errorf(err, DV_ECORRUPT, "snap: %s: %" PRIu64 " records, manifest says %" PRIu64, vr->path, h->count,
+                         vr->want_count);
     return DV_OK;
 }
 
@@ -762,8 +768,7 @@ dv_code snap_load_vectors(const char *dir, const snap_manifest *m, snap_vec_fn f
 }
 
 /* Whole body of a file read into one malloc'd buffer. */
-static dv_code read_body(const char *path, int kind, const snap_file_ref *ref, file_hdr *h, uint8_t **out,
-                         dv_err *err)
+static dv_code read_body(const char *path, int kind, const snap_file_ref *ref, file_hdr *h, uint8_t **out, dv_err *err)
 {
     /* The size is checked against the manifest before any allocation; the
      * body is read straight into the buffer (no bounce copy). */
@@ -788,7 +793,7 @@ typedef struct ids_rd {
     uint64_t want_count;
     const file_hdr *h;
     uint64_t slot;
-    uint64_t off;     /* body offset of the next record (or of the one in carry) */
+    uint64_t off; /* body offset of the next record (or of the one in carry) */
     uint8_t *carry;
     size_t have, carry_cap;
     snap_id_fn fn;
@@ -801,8 +806,8 @@ static dv_code ids_check(void *ctx, const file_hdr *h, dv_err *err)
 {
     ids_rd *r = ctx;
     if (h->count != r->want_count)
-        return dv_errorf(err, DV_ECORRUPT, "snap: %s: %" PRIu64 " records, manifest says %" PRIu64, r->path,
-                         h->count, r->want_count);
+        return dv_errorf(err, DV_ECORRUPT, "snap: %s: %" PRIu64 " records, manifest says %" PRIu64, r->path, h->count,
+                         r->want_count);
     return DV_OK;
 }
 
@@ -854,8 +859,8 @@ static dv_code ids_piece(void *ctx, const uint8_t *p, size_t n, dv_err *err)
     ids_rd *r = ctx;
     while (n > 0) {
         if (r->slot >= r->h->count)
-            return dv_errorf(err, DV_ECORRUPT, "snap: %s: %" PRIu64 " trailing body bytes at offset %" PRIu64,
-                             r->path, r->h->body_size - r->off, (uint64_t)HDR_SIZE + r->off);
+            return dv_errorf(err, DV_ECORRUPT, "snap: %s: %" PRIu64 " trailing body bytes at offset %" PRIu64, r->path,
+                             r->h->body_size - r->off, (uint64_t)HDR_SIZE + r->off);
         if (r->have == 0) {
             size_t len = idrec_len(p, n);
             if (len == SIZE_MAX)
@@ -950,8 +955,8 @@ dv_code snap_verify(const char *dir, const snap_manifest *m, dv_err *err)
         if (rc)
             return rc;
         if (k != SNAP_INDEX && h.count != m->n_slots)
-            return dv_errorf(err, DV_ECORRUPT, "snap: %s: %" PRIu64 " records, manifest says %" PRIu64, path,
-                             h.count, m->n_slots);
+            return dv_errorf(err, DV_ECORRUPT, "snap: %s: %" PRIu64 " records, manifest says %" PRIu64, path, h.count,
+                             m->n_slots);
     }
     return DV_OK;
 }
@@ -1029,15 +1034,14 @@ static json_t *manifest_to_json(const snap_manifest *m)
         json_object_set_new(files, file_kind[k],
                             json_pack("{s:s, s:I, s:s}", "name", f->name, "size", (json_int_t)f->size, "xxh3", hex));
     }
-    return json_pack("{s:s, s:i, s:s, s:I, s:s, s:s, s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:o}",
-                     "format", "dvecdb-collection", "version", SNAP_MANIFEST_VERSION, "name", m->cfg.name,
-                     "dimension", (json_int_t)m->cfg.dim, "distance_metric", dv_metric_name(m->cfg.metric),
-                     "vector_type", dv_vtype_name(m->cfg.vtype), "hnsw", "m", (json_int_t)m->cfg.m,
-                     "ef_construction", (json_int_t)m->cfg.ef_construction, "ef_search",
-                     (json_int_t)m->cfg.ef_search, "max_layer", (json_int_t)m->cfg.max_layer, "created_at_ms",
-                     (json_int_t)m->created_at_ms, "generation", (json_int_t)m->gen, "wal_seq",
-                     (json_int_t)m->wal_seq, "n_slots", (json_int_t)m->n_slots, "n_vectors",
-                     (json_int_t)m->n_live, "files", files);
+    return json_pack("{s:s, s:i, s:s, s:I, s:s, s:s, s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:o}", "format",
+                     "dvecdb-collection", "version", SNAP_MANIFEST_VERSION, "name", m->cfg.name, "dimension",
+                     (json_int_t)m->cfg.dim, "distance_metric", dv_metric_name(m->cfg.metric), "vector_type",
+                     dv_vtype_name(m->cfg.vtype), "hnsw", "m", (json_int_t)m->cfg.m, "ef_construction",
+                     (json_int_t)m->cfg.ef_construction, "ef_search", (json_int_t)m->cfg.ef_search, "max_layer",
+                     (json_int_t)m->cfg.max_layer, "created_at_ms", (json_int_t)m->created_at_ms, "generation",
+                     (json_int_t)m->gen, "wal_seq", (json_int_t)m->wal_seq, "n_slots", (json_int_t)m->n_slots,
+                     "n_vectors", (json_int_t)m->n_live, "files", files);
 }
 
 static uint64_t json_checksum(json_t *o)
@@ -1123,7 +1127,9 @@ dv_code snap_manifest_read(const char *dir, snap_manifest *m, dv_err *err)
     json_object_del(o, "checksum");
     if (json_checksum(o) != sum) {
         json_decref(o);
-        return dv_errorf(err, DV_ECORRUPT, "snap: %s: checksum mismatch (the file was altered; offset unknown, the manifest has one checksum)", path);
+        return dv_errorf(
+            err, DV_ECORRUPT,
+            "snap: %s: checksum mismatch (the file was altered; offset unknown, the manifest has one checksum)", path);
     }
     what = "format";
     const char *fmt = json_string_value(json_object_get(o, "format"));

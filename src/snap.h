@@ -19,8 +19,8 @@
 
 /* Read a vectors.bin file alone (orphan import of our own format without a
  * manifest): validates header and checksum; *vecs is n x dim, malloc'd. */
-dv_code snap_read_vectors_file(const char *path, uint32_t *dim, dv_metric *metric, uint64_t *n,
-                               float **vecs, dv_err *err);
+dv_code snap_read_vectors_file(const char *path, uint32_t *dim, dv_metric *metric, uint64_t *n, float **vecs,
+                               dv_err *err);
 
 #define SNAP_MANIFEST "manifest.json"
 #define SNAP_MANIFEST_VERSION 1
@@ -30,17 +30,17 @@ enum { SNAP_VECTORS = 0, SNAP_IDS = 1, SNAP_INDEX = 2, SNAP_N_FILES = 3 };
 
 typedef struct snap_file_ref {
     int present;
-    char name[64];   /* e.g. "vectors-3.bin" (no directory) */
+    char name[64]; /* e.g. "vectors-3.bin" (no directory) */
     uint64_t size;
-    uint64_t xxh3;   /* XXH3-64 of the whole file */
+    uint64_t xxh3; /* XXH3-64 of the whole file */
 } snap_file_ref;
 
 typedef struct snap_manifest {
-    dv_coll_config cfg;       /* defaults filled in */
+    dv_coll_config cfg; /* defaults filled in */
     int64_t created_at_ms;
-    uint64_t gen;             /* 0: no snapshot files yet (empty collection) */
-    uint64_t wal_seq;         /* WAL records with seq <= this are in the snapshot */
-    uint64_t n_slots;         /* records in vectors/ids files (live + tombstoned) */
+    uint64_t gen;     /* 0: no snapshot files yet (empty collection) */
+    uint64_t wal_seq; /* WAL records with seq <= this are in the snapshot */
+    uint64_t n_slots; /* records in vectors/ids files (live + tombstoned) */
     uint64_t n_live;
     snap_file_ref files[SNAP_N_FILES];
 } snap_manifest;

@@ -100,17 +100,17 @@ struct wal {
     int read_only;
 
     pthread_mutex_t mu;
-    pthread_cond_t cv;        /* sync completed / syncing cleared / stop */
-    int fd;                   /* active (last) segment, -1 if read_only */
-    uint64_t off;             /* end of the active segment */
-    uint64_t *segs;           /* first seq of each live segment, ascending */
+    pthread_cond_t cv; /* sync completed / syncing cleared / stop */
+    int fd;            /* active (last) segment, -1 if read_only */
+    uint64_t off;      /* end of the active segment */
+    uint64_t *segs;    /* first seq of each live segment, ascending */
     uint64_t *seg_sizes;
     size_t n_segs, segs_cap;
     uint64_t next_seq;
     uint64_t written_seq, synced_seq;
     int syncing, poisoned, stop;
-    dv_code sync_fail;        /* code of the failed fsync (DV_ENOSPC / DV_EFATAL) for its waiters */
-    int n_copying;            /* wal_copy_to calls running: truncation waits */
+    dv_code sync_fail; /* code of the failed fsync (DV_ENOSPC / DV_EFATAL) for its waiters */
+    int n_copying;     /* wal_copy_to calls running: truncation waits */
     uint64_t seg_max;
 
     pthread_t syncer;
@@ -224,8 +224,7 @@ static uint64_t rec_valid_at(const uint8_t *buf, uint64_t size, uint64_t off, ui
 
 /* After an invalid record at bad_off, look for proof that valid data follows:
  * a valid record with seq >= want at any later byte offset. */
-static int valid_record_after(const uint8_t *buf, uint64_t size, uint64_t bad_off, uint64_t want,
-                              uint64_t *found_off)
+static int valid_record_after(const uint8_t *buf, uint64_t size, uint64_t bad_off, uint64_t want, uint64_t *found_off)
 {
     for (uint64_t p = bad_off + 1; size >= WAL_REC_HDR && p <= size - WAL_REC_HDR; p++) {
         if (rec_valid_at(buf, size, p, want, 1, NULL)) {
@@ -300,14 +299,13 @@ static dv_code seg_create(wal *w, uint64_t first_seq, int *fd_out, dv_err *err)
     free(path);
     *fd_out = fd;
     return DV_OK;
-fail: {
+fail:;
     int e = errno;
     dv_code c = dv_errorf(err, dv_code_from_errno(e), "wal: %s: %s: %s", path, what, strerror(e));
     if (fd >= 0)
         io_close(fd);
     free(path);
     return c;
-}
 }
 
 static int segs_push(wal *w, uint64_t first_seq, uint64_t size)
@@ -539,11 +537,10 @@ static dv_code read_segment(const char *path, uint8_t **buf, size_t *cap, size_t
     io_close(fd);
     *size = (size_t)r;
     return DV_OK;
-fail_errno: {
+fail_errno:;
     int e = errno;
     io_close(fd);
     return dv_errorf(err, dv_code_from_errno(e), "wal: read %s: %s", path, strerror(e));
-}
 }
 
 static void wal_free(wal *w)
@@ -689,8 +686,7 @@ dv_code wal_open(const char *dir, dv_fsync_policy policy, uint32_t interval_ms, 
         /* Remove the torn segment; fsync the dir so it cannot come back
          * after we create a new segment of the same name. */
         if (io_unlink(path) != 0 || io_fsync_dir(dir) != 0) {
-            rc = dv_errorf(err, dv_code_from_errno(errno), "wal: %s: remove torn segment: %s", path,
-                           strerror(errno));
+            rc = dv_errorf(err, dv_code_from_errno(errno), "wal: %s: remove torn segment: %s", path, strerror(errno));
             goto fail;
         }
         w->n_segs--;
@@ -708,8 +704,8 @@ dv_code wal_open(const char *dir, dv_fsync_policy policy, uint32_t interval_ms, 
              * record lands at this offset: otherwise a crash could glue the
              * new record's bytes to stale torn bytes. */
             if (io_ftruncate(fd, last_end) != 0 || io_fsync(fd) != 0) {
-                rc = dv_errorf(err, dv_code_from_errno(errno), "wal: %s: truncate torn tail at %" PRIu64 ": %s",
-                               path, last_end, strerror(errno));
+                rc = dv_errorf(err, dv_code_from_errno(errno), "wal: %s: truncate torn tail at %" PRIu64 ": %s", path,
+                               last_end, strerror(errno));
                 goto fail;
             }
             w->seg_sizes[w->n_segs - 1] = last_end;
@@ -790,7 +786,8 @@ static dv_code append_impl(wal *w, uint8_t type, const void *payload, size_t len
          * tail. Nothing may be appended after it: poison. */
         w->poisoned = 1;
         pthread_cond_broadcast(&w->cv);
-        rc = dv_errorf(err, dv_code_from_errno(e), "wal: %s: write of seq %" PRIu64 " at offset %" PRIu64
+        rc = dv_errorf(err, dv_code_from_errno(e),
+                       "wal: %s: write of seq %" PRIu64 " at offset %" PRIu64
                        " failed: %s; the wal is poisoned until reopen",
                        w->dir, seq, w->off, strerror(e));
         goto out;
@@ -944,8 +941,8 @@ dv_code wal_close(wal *w, dv_err *err)
     wait_no_sync(w);
     if (!w->read_only) {
         if (w->poisoned)
-            rc = dv_errorf(err, DV_EFATAL, "wal: %s: closed after a write or fsync failure; unsynced records may be lost",
-                           w->dir);
+            rc = dv_errorf(err, DV_EFATAL,
+                           "wal: %s: closed after a write or fsync failure; unsynced records may be lost", w->dir);
         else if (w->written_seq > w->synced_seq)
             rc = sync_upto(w, w->written_seq, err); /* NEVER/INTERVAL: the close makes everything durable */
     }
@@ -993,7 +990,7 @@ static dv_code copy_file(const char *src, const char *dst, uint64_t len, dv_err 
     io_close(out);
     free(buf);
     return DV_OK;
-fail: {
+fail:;
     int e = errno;
     if (in >= 0)
         io_close(in);
@@ -1001,7 +998,6 @@ fail: {
         io_close(out);
     free(buf);
     return dv_errorf(err, dv_code_from_errno(e), "wal: copy %s to %s: %s: %s", src, dst, what, strerror(e));
-}
 }
 
 dv_code wal_copy_to(wal *w, const char *dst_dir, dv_err *err)

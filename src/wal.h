@@ -27,7 +27,7 @@ typedef struct wal wal;
 #define WAL_RECORD_MAX (256u << 20)
 
 typedef struct wal_stats {
-    uint64_t bytes;          /* total size of live segments */
+    uint64_t bytes; /* total size of live segments */
     uint64_t fsyncs;
     double fsync_seconds;
     uint64_t fsync_hist[12]; /* same buckets as dv_db_stats.wal_fsync_hist; one count per bucket, not cumulative */
@@ -41,8 +41,8 @@ typedef dv_code (*wal_apply_fn)(void *ctx, uint64_t seq, uint8_t type, const uin
  * of the last segment is truncated away (reported through *torn_off, -1 if none).
  * A bad record followed by valid ones is corruption: DV_ECORRUPT naming file
  * and offset. read_only: replay only, never truncate or write. */
-dv_code wal_open(const char *dir, dv_fsync_policy policy, uint32_t interval_ms, uint64_t after_seq,
-                 int read_only, wal_apply_fn apply, void *ctx, int64_t *torn_off, wal **out, dv_err *err);
+dv_code wal_open(const char *dir, dv_fsync_policy policy, uint32_t interval_ms, uint64_t after_seq, int read_only,
+                 wal_apply_fn apply, void *ctx, int64_t *torn_off, wal **out, dv_err *err);
 /* Append one record; *seq_out gets its sequence number. Durable on return per policy. */
 dv_code wal_append(wal *w, uint8_t type, const void *payload, size_t len, uint64_t *seq_out, dv_err *err);
 /* The two halves of wal_append, so a caller that serializes its writers with
