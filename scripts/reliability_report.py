@@ -80,8 +80,10 @@ def sanitizer_rows():
                 "(thread per connection, then the epoll pool)", "; ".join(got) or txt[-300:], rc == 0))
     if os.environ.get("DVECDB_REPORT_TSAN") == "1":
         rc, txt = run(["make", "-s", "test-tsan"], timeout=7200)
+        # the unit runner's total and pytest's summary line (not each
+        # binary's own line, nor test output such as "15 failed cleanly")
         got = [l.strip() for l in txt.splitlines()
-               if l.startswith("run-tests:") or re.search(r"\d+ passed|\d+ failed", l)]
+               if l.startswith("run-tests:") or re.match(r"^=*\s*\d+ (passed|failed)\b.* in [0-9.]+s", l.strip())]
         n_rep = txt.count("WARNING: ThreadSanitizer")
         out.append(("ThreadSanitizer: every unit test binary, and the server's concurrency, API, durability and "
                     "recovery e2e tests (make test-tsan)", "; ".join(got) + "; %d reports" % n_rep,
