@@ -18,25 +18,13 @@
 #include "io.h"
 #include "dvecdb.h"
 #include "t.h"
+#include "tfs.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SMALL 1
 #else
 #define SMALL 0
 #endif
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static void rm_rf(const char *p)
-{
-    nftw(p, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static uint64_t rng_state = 7;
 static float frand(void)

@@ -13,19 +13,7 @@
 
 #include "dvecdb.h"
 #include "t.h"
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static void rm_rf(const char *p)
-{
-    nftw(p, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
+#include "tfs.h"
 
 static char *tmpdir(void)
 {

@@ -30,6 +30,7 @@
 #include "payload.h"
 #include "snap.h"
 #include "t.h"
+#include "tfs.h"
 
 enum { DIM = 4 };
 
@@ -39,19 +40,6 @@ enum { DIM = 4 };
 #else
 #define SLOW 0
 #endif
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static void rm_rf(const char *p)
-{
-    nftw(p, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static float val(int k, int j)
 {
@@ -125,41 +113,9 @@ static char *make_db(int n)
     return d;
 }
 
-static int find_file(const char *d, const char *coll, const char *prefix, char *out, size_t cap)
-{
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/collections/%s", d, coll);
-    DIR *dd = opendir(dir);
-    if (!dd)
-        return -1;
-    struct dirent *de;
-    int found = -1;
-    while ((de = readdir(dd))) {
-        if (strncmp(de->d_name, prefix, strlen(prefix)) == 0) {
-            snprintf(out, cap, "%s/%.200s", dir, de->d_name);
-            found = 0;
-        }
-    }
-    closedir(dd);
-    return found;
-}
-
-static off_t file_size(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 ? st.st_size : -1;
-}
-
 static void flip(const char *p, off_t off)
 {
-    int fd = open(p, O_RDWR);
-    unsigned char b;
-    if (fd < 0 || pread(fd, &b, 1, off) != 1)
-        abort();
-    b ^= 0x01;
-    if (pwrite(fd, &b, 1, off) != 1)
-        abort();
-    close(fd);
+    flip_bits(p, off, 0x01);
 }
 
 /* 900 points load on one thread; 6000 with the ids file on a helper

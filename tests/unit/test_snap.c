@@ -16,21 +16,9 @@
 #include "dvecdb.h"
 #include "snap.h"
 #include "t.h"
+#include "tfs.h"
 
 enum { N = 3000, DIM = 8 };
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static void rm_rf(const char *p)
-{
-    nftw(p, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static float val(int k, int j)
 {
@@ -84,42 +72,9 @@ static char *make_db(void)
     return d;
 }
 
-/* Name of the file in collections/<coll>/ starting with prefix. */
-static int find_file(const char *d, const char *coll, const char *prefix, char *out, size_t cap)
-{
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/collections/%s", d, coll);
-    DIR *dd = opendir(dir);
-    if (!dd)
-        return -1;
-    struct dirent *de;
-    int found = -1;
-    while ((de = readdir(dd))) {
-        if (strncmp(de->d_name, prefix, strlen(prefix)) == 0) {
-            snprintf(out, cap, "%s/%.200s", dir, de->d_name);
-            found = 0;
-        }
-    }
-    closedir(dd);
-    return found;
-}
-
-static off_t file_size(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 ? st.st_size : -1;
-}
-
 static void flip(const char *p, off_t off)
 {
-    int fd = open(p, O_RDWR);
-    unsigned char b;
-    if (fd < 0 || pread(fd, &b, 1, off) != 1)
-        abort();
-    b ^= 0x10;
-    if (pwrite(fd, &b, 1, off) != 1)
-        abort();
-    close(fd);
+    flip_bits(p, off, 0x10);
 }
 
 /* Open d and check: "a" is damaged with a message containing each needle,
