@@ -45,28 +45,46 @@ int hnsw_draw_level(const hnsw *h, uint32_t slot)
     return (int)l;
 }
 
+/* Node blocks at least this big come from calloc (see l0_alloc): glibc's
+ * mmap threshold never rises above 32 MiB, so such a calloc is always served
+ * with fresh mmap'd pages and the alignment slack is never touched. */
+#define CALLOC_MIN ((size_t)32 << 20)
+
 /* A zeroed node block of `alloc` bytes, aligned to `align` (a large one
  * to 2 MiB and advised for transparent huge pages: searches jump between
  * random nodes, and with 4 KiB pages nearly every vector read is also a TLB
- * miss). From calloc, over-allocated by the alignment: glibc serves a large
- * calloc with fresh mmap'd pages, which are zero already, and skips the
- * clearing that memset did here (4-6% of opening an 80,000 x 1536
- * collection: the kernel zeroes each page at first touch anyway), while the
- * bytes still count in malloc's statistics (the benchmarks' heap column).
- * *base is what to free. */
+ * miss). *base is what to free.
+ * A block of CALLOC_MIN or more comes from calloc, over-allocated by the
+ * alignment: glibc hands it fresh zero pages and skips the clearing that
+ * memset would do (4-6% of opening an 80,000 x 1536 collection), and the
+ * bytes still count in malloc's statistics (the benchmarks' heap column);
+ * its pages become resident as slots are used. A smaller block may come from
+ * the heap, where calloc would clear the slack too: posix_memalign + memset,
+ * all of it resident at once (as the soak's RSS bar expects). */
 static uint8_t *l0_alloc(size_t alloc, size_t align, void **base)
 {
-    if (alloc > SIZE_MAX - align)
-        return NULL;
-    uint8_t *m = calloc(1, alloc + align);
-    if (!m)
-        return NULL;
-    *base = m;
-    uint8_t *p = (uint8_t *)round_up((size_t)(uintptr_t)m, align);
+    uint8_t *p;
+    if (alloc >= CALLOC_MIN) {
+        if (alloc > SIZE_MAX - align)
+            return NULL;
+        uint8_t *m = calloc(1, alloc + align);
+        if (!m)
+            return NULL;
+        *base = m;
+        p = (uint8_t *)round_up((size_t)(uintptr_t)m, align);
+    } else {
+        void *m = NULL;
+        if (posix_memalign(&m, align, alloc) != 0)
+            return NULL;
+        *base = m;
+        p = m;
+    }
 #ifdef MADV_HUGEPAGE
     if (align == HUGE_SIZE)
         (void)madvise(p, alloc, MADV_HUGEPAGE); /* advice only: failure just means small pages */
 #endif
+    if (alloc < CALLOC_MIN)
+        memset(p, 0, alloc);
     return p;
 }
 
